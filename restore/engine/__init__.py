@@ -1,0 +1,1 @@
+"""Inference engine: stateless runners over models that carry their own metadata."""

@@ -1,0 +1,201 @@
+"""Benchmark evaluation with the papers' conventions (``restore eval``).
+
+Super-resolution: LR and HR read as 3-channel RGB uint8 (gray replicated, as BasicSR/cv2 read them),
+the model output rounded to uint8, then PSNR/SSIM on the MATLAB BT.601 Y channel with ``scale`` pixels
+cropped from each border. HR larger than LR*scale is cropped to it (mod-crop). The headline ``psnr_y`` /
+``ssim_y`` quantise Y to uint8 as MATLAB's ``rgb2ycbcr`` does on uint8 images (IMDN's protocol, and the
+official-code figures in ../shared); ``psnr_y_basicsr`` is BasicSR's unrounded float Y, reported beside it.
+
+Dataset layouts (``find_pairs``):
+(a) ``DIR/HR/*`` + ``DIR/LR_bicubic/X{S}/<stem>x{S}.<ext>`` (or the same file name);
+(b) a SelfExSR ``image_SRF_{S}`` folder (``DIR`` itself or ``DIR/image_SRF_{S}``) of ``*_HR`` / ``*_LR`` pairs;
+(c) HR images only: LR made by our MATLAB-exact bicubic ``imresize``.
+
+Denoising: clean image ``x`` (uint8 -> /255, float64), noise ``N(0, (sigma/255)^2)`` drawn with
+``np.random.seed(seed)`` reset before every image (KAIR's convention, seed 0), added without clipping or
+quantisation; the output is clipped, rounded to uint8 and compared with the clean image (no border crop).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+from tqdm import tqdm
+
+from restore import io
+from restore.engine.restorer import Restorer
+from restore.metrics.imresize import imresize
+from restore.metrics.psnr_ssim import calculate_psnr, calculate_ssim
+
+
+@dataclass(frozen=True)
+class Pair:
+    name: str
+    hr: Path
+    lr: Path | None  # None: make LR with MATLAB bicubic
+
+
+@dataclass
+class EvalResult:
+    model: str
+    task: str
+    data: str
+    scale: int
+    sigma: float | None
+    per_image: list[dict[str, float | str]] = field(default_factory=list)
+
+    @property
+    def psnr_y(self) -> float:
+        return float(np.mean([r["psnr"] for r in self.per_image]))
+
+    @property
+    def psnr_y_float(self) -> float:
+        """BasicSR's convention (unrounded float Y); NaN for denoising runs."""
+        vals = [r["psnr_float_y"] for r in self.per_image if "psnr_float_y" in r]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    @property
+    def ssim_y(self) -> float:
+        return float(np.mean([r["ssim"] for r in self.per_image]))
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "model": self.model,
+            "task": self.task,
+            "data": self.data,
+            "scale": self.scale,
+            "sigma": self.sigma,
+            "images": len(self.per_image),
+            "psnr_y" if self.task == "sr" else "psnr": round(self.psnr_y, 4),
+            "ssim_y" if self.task == "sr" else "ssim": round(self.ssim_y, 4),
+            **({"psnr_y_basicsr": round(self.psnr_y_float, 4)} if self.task == "sr" else {}),
+            "per_image": self.per_image,
+        }
+
+
+class DatasetError(ValueError):
+    """A data folder that does not match any supported layout."""
+
+
+def _stem_key(p: Path) -> str:
+    return p.stem
+
+
+def find_pairs(data: str | Path, scale: int) -> list[Pair]:
+    """Pairs of HR/LR files for ``scale`` in any of the three supported layouts."""
+    d = Path(data)
+    if not d.is_dir():
+        raise DatasetError(f"{d}: not a directory")
+    # (a) HR/ + LR_bicubic/X{S}/
+    hr_dir, lr_dir = d / "HR", d / "LR_bicubic" / f"X{scale}"
+    if hr_dir.is_dir():
+        if not lr_dir.is_dir():
+            return [Pair(p.stem, p, None) for p in io.list_images(hr_dir)]
+        lrs = {_stem_key(p): p for p in io.list_images(lr_dir)}
+        pairs = []
+        for hr in io.list_images(hr_dir):
+            lr = lrs.get(f"{hr.stem}x{scale}") or lrs.get(hr.stem)
+            if lr is None:
+                raise DatasetError(f"{lr_dir}: no LR file for {hr.name} (expected {hr.stem}x{scale}.*)")
+            pairs.append(Pair(hr.stem, hr, lr))
+        return pairs
+    # (b) SelfExSR image_SRF_{S}
+    srf = d if re.fullmatch(rf"image_SRF_{scale}", d.name) else d / f"image_SRF_{scale}"
+    if srf.is_dir():
+        pairs = []
+        for hr in sorted(srf.glob("*_HR.*")):
+            lr = hr.with_name(hr.name.replace("_HR.", "_LR."))
+            if not lr.is_file():
+                raise DatasetError(f"{srf}: {hr.name} has no matching {lr.name}")
+            pairs.append(Pair(hr.name.rsplit("_HR.", 1)[0], hr, lr))
+        if pairs:
+            return pairs
+    if any(d.glob("image_SRF_*")):
+        found = sorted(p.name for p in d.glob("image_SRF_*"))
+        raise DatasetError(f"{d}: no image_SRF_{scale} folder for scale {scale} (found {', '.join(found)})")
+    # (c) HR images only
+    hrs = io.list_images(d)
+    if not hrs:
+        raise DatasetError(
+            f"{d}: no images; expected HR/ + LR_bicubic/X{scale}/, image_SRF_{scale}/ or a folder of HR images"
+        )
+    return [Pair(p.stem, p, None) for p in hrs]
+
+
+def sr_pairs(pairs: list[Pair], scale: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, LR uint8 RGB, HR uint8 RGB mod-cropped to LR*scale)."""
+    for pair in pairs:
+        hr = io.read_rgb(pair.hr)
+        if pair.lr is None:
+            h, w = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
+            hr = hr[:h, :w]
+            lr = imresize(hr, scale=1.0 / scale)
+        else:
+            lr = io.read_rgb(pair.lr)
+            h, w = lr.shape[0] * scale, lr.shape[1] * scale
+            if hr.shape[0] < h or hr.shape[1] < w:
+                raise DatasetError(f"{pair.hr}: HR {hr.shape[:2]} smaller than LR x{scale} ({h}, {w})")
+            hr = hr[:h, :w]
+        yield pair.name, lr, hr
+
+
+def evaluate_sr(model: nn.Module, data: str | Path, *, scale: int, name: str = "", progress: bool = True,
+                device: str = "cpu") -> EvalResult:
+    meta = model.meta
+    if meta.task != "sr":
+        raise ValueError(f"{name or meta.family}: a {meta.task} model; use --sigma for denoisers")
+    if meta.scale != scale:
+        raise ValueError(f"{name or meta.family}: model is x{meta.scale}, asked to evaluate x{scale}")
+    runner = Restorer(model, device=device)
+    pairs = find_pairs(data, scale)
+    res = EvalResult(model=name or meta.variant, task="sr", data=str(data), scale=scale, sigma=None)
+    for img_name, lr, hr in tqdm(sr_pairs(pairs, scale), total=len(pairs), disable=not progress,
+                                 desc=f"x{scale} {Path(data).name}", leave=False):
+        sr = runner.run(lr)
+        res.per_image.append({
+            "image": img_name,
+            "psnr": calculate_psnr(sr, hr, crop_border=scale, test_y_channel=True, round_y=True),
+            "ssim": calculate_ssim(sr, hr, crop_border=scale, test_y_channel=True, round_y=True),
+            "psnr_float_y": calculate_psnr(sr, hr, crop_border=scale, test_y_channel=True),
+        })
+    return res
+
+
+def add_noise(clean: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
+    """Seeded Gaussian noise (KAIR convention: seed reset per image, float64, no clipping)."""
+    np.random.seed(seed)
+    x = clean.astype(np.float64) / 255.0
+    return (x + np.random.normal(0.0, sigma / 255.0, x.shape)).astype(np.float32)
+
+
+def evaluate_denoise(model: nn.Module, data: str | Path, *, sigma: float, seed: int = 0, name: str = "",
+                     progress: bool = True, device: str = "cpu") -> EvalResult:
+    meta = model.meta
+    if meta.task != "denoise":
+        raise ValueError(f"{name or meta.family}: an x{meta.scale} SR model; use --scale for SR models")
+    runner = Restorer(model, device=device)
+    files = io.list_images(data)
+    if not files:
+        raise DatasetError(f"{data}: no images")
+    res = EvalResult(model=name or meta.variant, task="denoise", data=str(data), scale=1, sigma=sigma)
+    for f in tqdm(files, disable=not progress, desc=f"sigma {sigma:g} {Path(data).name}", leave=False):
+        img = io.read_image(f)
+        if meta.in_channels == 3:
+            clean = io.to_rgb(img)
+        elif img.ndim == 2:
+            clean = img
+        else:
+            raise DatasetError(f"{f}: colour image for a gray model; use a gray set (Set12, BSD68)")
+        noisy = add_noise(clean, sigma, seed)
+        out = io.to_uint(runner.run(noisy), np.uint8)
+        res.per_image.append({
+            "image": f.stem,
+            "psnr": calculate_psnr(out, clean, crop_border=0),
+            "ssim": calculate_ssim(out, clean, crop_border=0),
+        })
+    return res

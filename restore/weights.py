@@ -1,0 +1,106 @@
+"""``load_model``: unwrap a checkpoint, detect its family, build and load it strictly.
+
+Accepted inputs: PyTorch checkpoints (``.pth``/``.pt``, read with ``weights_only=True``), flat or
+wrapped in ``params_ema`` / ``params`` / ``state_dict`` / ``model``, with or without a ``module.``
+(DataParallel) prefix; OpenCV dnn_superres ESPCN graphs (``.pb``). ``params_ema`` is preferred over
+``params`` when both exist (BasicSR convention, and what official test scripts use).
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from restore.archs.base import Detection, strip_prefix
+
+WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "network")
+
+
+class ModelLoadError(ValueError):
+    """A checkpoint that cannot be turned into a model; the message says what was expected."""
+
+
+def unwrap_state_dict(obj: object, *, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Return the flat ``name -> tensor`` dict inside a checkpoint object."""
+    for _ in range(3):  # wrappers can nest at most a couple of levels
+        if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return strip_prefix(obj, "module.")
+        if isinstance(obj, Mapping):
+            inner = next((obj[k] for k in WRAPPER_KEYS if k in obj and isinstance(obj[k], Mapping)), None)
+            if inner is None:
+                break
+            obj = inner
+        else:
+            break
+    keys = list(obj)[:6] if isinstance(obj, Mapping) else type(obj).__name__
+    raise ModelLoadError(
+        f"{source}: expected a state dict of tensors (flat, or under one of {', '.join(WRAPPER_KEYS)}); "
+        f"found {keys}"
+    )
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read the weights of ``path`` as a flat state dict (``.pb`` via OpenCV for ESPCN)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelLoadError(f"{p}: no such weights file")
+    if p.suffix.lower() == ".pb":
+        from restore.archs import espcn
+
+        return espcn.load_pb(p)
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(
+            f"{p}: not a readable PyTorch checkpoint ({first}); expected a .pth state dict or an ESPCN .pb"
+        ) from None
+    return unwrap_state_dict(obj, source=str(p))
+
+
+def detect(state_dict: Mapping[str, torch.Tensor], *, source: str = "state dict") -> Detection:
+    """The single family that recognises ``state_dict``; a clear error when none or several do."""
+    from restore.registry import FAMILIES, detect_all
+
+    found = detect_all(state_dict)
+    if not found:
+        sample = ", ".join(f"{k} {tuple(v.shape)}" for k, v in list(state_dict.items())[:4])
+        raise ModelLoadError(
+            f"{source}: unrecognised architecture (known families: {', '.join(FAMILIES)}); "
+            f"first keys: {sample or '(empty)'}"
+        )
+    if len(found) > 1:
+        raise ModelLoadError(f"{source}: ambiguous, matches {[d.family for d in found]}")
+    return found[0]
+
+
+def build_from_state_dict(state_dict: Mapping[str, torch.Tensor], *, source: str = "state dict") -> nn.Module:
+    det = detect(state_dict, source=source)
+    model = det.build()
+    try:
+        model.load_state_dict(dict(det.state_dict), strict=True)
+    except RuntimeError as e:
+        raise ModelLoadError(f"{source}: detected {det.description} but strict load failed: {e}") from None
+    return model.eval()
+
+
+def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
+    """Build the network stored in ``path`` (strict load, eval mode) with its ``meta`` attached."""
+    model = build_from_state_dict(read_state_dict(path), source=str(path))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.to(device)
+
+
+def describe(path: str | Path) -> dict[str, object]:
+    """What the loader recognises in ``path`` (for ``restore info``)."""
+    sd = read_state_dict(path)
+    det = detect(sd, source=str(path))
+    model = det.build()
+    model.load_state_dict(dict(det.state_dict), strict=True)
+    return {"file": str(path), "loader": "restore", "detected": det.description, **model.meta.to_dict()}
