@@ -15,9 +15,30 @@ from pathlib import Path
 EXIT_USAGE = 2
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", required=True, help="checkpoint (.pth of any supported family, or ESPCN .pb)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+def _add_model_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    if required:
+        p.add_argument("--weights", required=True, help="checkpoint (.pth of any supported family, or ESPCN .pb)")
+    else:
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--model", help="a shipped model by name (see 'restore models')")
+        g.add_argument("--weights", help="checkpoint (.pth of any supported family, or ESPCN .pb)")
+    p.add_argument("--device", default="auto" if not required else "cpu", choices=("auto", "cpu", "cuda"),
+                   help="where to run (auto: cuda when available)")
+
+
+def _tile(value: str) -> int | str | None:
+    if value in ("auto", "acs"):
+        return value
+    if value in ("0", "none"):
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        msg = f"--tile takes a size in LR pixels, 'auto', 'acs' or 0, not {value!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if n < 8:
+        raise argparse.ArgumentTypeError("--tile must be at least 8 pixels (0 disables tiling)")
+    return n
 
 
 def _expand_inputs(inputs: Sequence[str]) -> list[Path]:
@@ -42,44 +63,82 @@ def _output_path(src: Path, out: str | None, suffix: str, n_inputs: int) -> Path
     if out is not None and n_inputs == 1 and Path(out).suffix and not Path(out).is_dir():
         return Path(out)
     folder = Path(out) if out is not None else src.parent
-    return folder / f"{src.stem}{suffix}.png"
+    ext = src.suffix.lower() if src.suffix.lower() in (".png", ".tif", ".tiff", ".webp") else ".png"
+    return folder / f"{src.stem}{suffix}{ext}"
 
 
 def cmd_process(args: argparse.Namespace, task: str) -> int:
-    from restore import io
-    from restore.engine.restorer import Restorer
-    from restore.weights import load_model
+    import time
 
-    model = load_model(args.weights)
+    from tqdm import tqdm
+
+    from restore import io
+    from restore.engine.restorer import Restorer, is_oom
+    from restore.weights import load_model, resolve_model
+
+    sigma = getattr(args, "sigma", None)
+    weights = Path(args.weights) if args.weights else resolve_model(
+        args.model, task=task, scale=getattr(args, "scale", None), sigma=sigma)
+    model = load_model(weights)
     meta = model.meta
     if meta.task != task:
-        raise ValueError(f"{args.weights}: a {meta.task} model (x{meta.scale}); use 'restore "
+        raise ValueError(f"{weights}: a {meta.task} model (x{meta.scale}); use 'restore "
                          f"{'upscale' if meta.task == 'sr' else 'denoise'}'")
     if task == "sr" and args.scale is not None and args.scale != meta.scale:
-        raise ValueError(f"{args.weights}: model is x{meta.scale}, but --scale {args.scale} was asked")
-    runner = Restorer(model, device=args.device)
+        raise ValueError(f"{weights}: model is x{meta.scale}, but --scale {args.scale} was asked")
     files = _expand_inputs(args.inputs)
+    if not files:
+        raise FileNotFoundError(f"no images found in {' '.join(args.inputs)}")
+    if args.output and len(files) > 1 and Path(args.output).suffix and not Path(args.output).is_dir():
+        raise ValueError(f"-o {args.output}: {len(files)} inputs need an output directory, not a file name")
+    runner = Restorer(model, device=args.device, tile=args.tile, precision=args.precision)
     suffix = args.suffix if args.suffix is not None else (f"_x{meta.scale}" if task == "sr" else "_denoised")
-    failures = 0
-    for src in files:
+    done = failed = skipped = 0
+    megapixels, t0 = 0.0, time.perf_counter()
+    for src in tqdm(files, desc=task, unit="img", disable=len(files) < 2, leave=False):
         dst = _output_path(src, args.output, suffix, len(files))
-        if dst.resolve() == src.resolve():
-            print(f"restore: skip {src}: output would overwrite the input", file=sys.stderr)
-            failures += 1
+        if any(io.same_file(dst, f) for f in files):
+            print(f"restore: error: {src}: output {dst} would overwrite an input; choose -o or --suffix",
+                  file=sys.stderr)
+            failed += 1
             continue
         if dst.exists() and not args.overwrite:
             print(f"restore: skip {src}: {dst} exists (use --overwrite)", file=sys.stderr)
+            skipped += 1
             continue
         try:
-            img = io.read_image(src)
+            img, info = io.read_image_info(src, allow_large=args.allow_large)
+            for note in info.notes:
+                print(f"restore: note: {src}: {note}", file=sys.stderr)
+            out = runner.run(img)
+            for note in io.conversion_notes(dst, out, info=info):
+                print(f"restore: note: {dst}: {note}", file=sys.stderr)
+            io.write_image(dst, out, info=info, overwrite=args.overwrite)
         except io.ImageReadError as e:
             print(f"restore: error: {e}", file=sys.stderr)
-            failures += 1
+            failed += 1
             continue
-        out = runner.run(img)
-        io.write_image(dst, out)
+        except (RuntimeError, MemoryError) as e:
+            if args.debug or not (isinstance(e, MemoryError) or is_oom(e)):
+                raise
+            print(f"restore: error: {src}: out of memory ({img.shape[1]}x{img.shape[0]}); try a smaller --tile "
+                  f"(e.g. --tile 256) or --device cpu", file=sys.stderr)
+            failed += 1
+            continue
+        except (OSError, ValueError) as e:
+            if args.debug:
+                raise
+            print(f"restore: error: {src} -> {dst}: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        done += 1
+        megapixels += out.shape[0] * out.shape[1] / 1e6
         print(f"{src} -> {dst} ({img.shape[1]}x{img.shape[0]} -> {out.shape[1]}x{out.shape[0]})")
-    return 1 if failures else 0
+    secs = time.perf_counter() - t0
+    print(f"{done} image(s) written in {secs:.1f} s ({megapixels / secs if secs else 0:.2f} output MP/s)"
+          f"{f', {skipped} skipped' if skipped else ''}{f', {failed} failed' if failed else ''}"
+          f" [{meta.family}/{meta.variant} x{meta.scale}, {runner.device}]")
+    return 1 if failed else 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -104,7 +163,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"{'mean (' + str(len(res.per_image)) + ' images)':<24} {res.psnr_y:8.4f} {res.ssim_y:7.4f}  "
           f"[{label}, {name}, {'x' + str(res.scale) if res.task == 'sr' else 'sigma ' + str(res.sigma)}]")
     if res.task == "sr":
-        print(f"{'':<24} {res.psnr_y_float:8.4f}          [Y-PSNR with BasicSR's unrounded float Y]")
+        print(f"{'':<24} {res.psnr_y_uint8:8.4f}          [Y-PSNR with Y quantised to uint8]")
     return 0
 
 
@@ -122,10 +181,20 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from restore.registry import FAMILIES, family_module
+    from restore.weights import shipped_models
 
+    models = shipped_models()
+    if models:
+        print(f"{'name':<24} {'task':<8} {'scale':>5} {'params':>9}  PSNR")
+        for m in models:
+            psnr = ", ".join(f"{k} {v}" for k, v in dict(m.get("psnr", {})).items())
+            print(f"{m['name']:<24} {m['task']:<8} {m.get('scale', 1):>5} {m.get('params', 0):>9,}  {psnr}")
+    else:
+        print("no shipped models in this version: use --weights FILE with any supported checkpoint")
+    print("\nsupported architecture families (auto-detected by 'restore info FILE'):")
     for name in FAMILIES:
         doc = (family_module(name).__doc__ or "").strip().splitlines()
-        print(f"{name:<8} {doc[0] if doc else ''}")
+        print(f"  {name:<8} {doc[0] if doc else ''}")
     return 0
 
 
@@ -141,10 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, directories or globs")
         p.add_argument("-o", "--output", help="output file (one input) or directory")
         if task == "sr":
-            p.add_argument("--scale", type=int, choices=(2, 3, 4), help="check the model's scale")
-        _add_model_args(p)
+            p.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor (checks the model's)")
+        else:
+            p.add_argument("--sigma", choices=("15", "25", "50", "blind"),
+                           help="noise level of the shipped model to use")
+        _add_model_args(p, required=False)
+        p.add_argument("--tile", type=_tile, default="auto",
+                       help="tile size in LR px, 'auto' (from free memory, default), 'acs' (IMDN crops) or 0 (none)")
+        p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+                       help="auto: fp16 on CUDA for half-safe models, fp32 on CPU")
         p.add_argument("--suffix", default=None, help="added to output names (default _x<scale> / _denoised)")
-        p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+        p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
+        p.add_argument("--allow-large", action="store_true",
+                       help="read images over the decompression-bomb pixel limit")
+        p.add_argument("--debug", action="store_true", help="show tracebacks")
         p.set_defaults(func=lambda a, t=task: cmd_process(a, t))
 
     p = sub.add_parser("eval", help="PSNR/SSIM on a benchmark folder (papers' conventions)")
@@ -161,13 +240,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("models", help="list the supported architecture families")
+    p = sub.add_parser("models", help="list shipped models and the supported architecture families")
     p.set_defaults(func=cmd_models)
+
+    from restore.train.cli import add_export_parser, add_train_parser
+
+    add_train_parser(sub)
+    add_export_parser(sub)
     return ap
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "debug", False):
+        return int(args.func(args) or 0)
     from restore.evaluate import DatasetError
     from restore.io import ImageReadError
     from restore.weights import ModelLoadError

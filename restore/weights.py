@@ -104,3 +104,37 @@ def describe(path: str | Path) -> dict[str, object]:
     model = det.build()
     model.load_state_dict(dict(det.state_dict), strict=True)
     return {"file": str(path), "loader": "restore", "detected": det.description, **model.meta.to_dict()}
+
+
+# ------------------------------------------------------------------------------------------ shipped weights
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
+MANIFEST = SHIPPED_DIR / "manifest.json"
+
+
+def shipped_models() -> list[dict[str, object]]:
+    """Entries of ``restore/weights/manifest.json`` (weights this project trained); [] when none ship yet."""
+    if not MANIFEST.is_file():
+        return []
+    import json
+
+    return list(json.loads(MANIFEST.read_text())["models"])
+
+
+def resolve_model(name: str | None, *, task: str, scale: int | None = None, sigma: str | None = None) -> Path:
+    """Path of a shipped model: by ``name``, else the default for (task, scale/sigma)."""
+    models = shipped_models()
+    if name is not None:
+        hit = next((m for m in models if m["name"] == name), None)
+        if hit is None:
+            known = ", ".join(str(m["name"]) for m in models) or "none shipped yet"
+            raise ModelLoadError(f"no shipped model named {name!r} (available: {known}); or pass --weights FILE")
+        return SHIPPED_DIR / str(hit["file"])
+    want = {"task": task, **({"scale": scale} if scale is not None else {}),
+            **({"sigma": sigma} if sigma is not None else {})}
+    hits = [m for m in models if m.get("default") and all(m.get(k) == v for k, v in want.items())]
+    if not hits:
+        what = f"x{scale} " if scale else (f"sigma {sigma} " if sigma else "")
+        raise ModelLoadError(f"no shipped default {what}{task} model in this version; pass --weights FILE "
+                             f"(any supported checkpoint, see 'restore info FILE')")
+    return SHIPPED_DIR / str(hits[0]["file"])

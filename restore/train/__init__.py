@@ -1,0 +1,20 @@
+"""Training from BasicSR-style YAML option files (``restore train -opt FILE``).
+
+BasicSR (PyPI ``basicsr-fixed``, the ``train`` extra) is the engine: its registries, models'
+optimisers/schedulers/EMA, losses, data loaders, prefetchers and loggers. Our architectures, datasets,
+models and losses are registered into its registries by :mod:`restore.train.registry`. Only modules of
+this package import ``basicsr``, and only when training actually starts: importing ``restore.train`` (or
+:mod:`restore.train.options`) does not.
+
+Modules:
+  * :mod:`restore.train.options`  -- the option schema, parsed once into validated dataclasses;
+  * :mod:`restore.train.networks` -- architecture table, ConvLoRA setup, deploy conversion (torch only);
+  * :mod:`restore.train.data`     -- datasets (paired / HR-only SR, denoising) and the resumable sampler;
+  * :mod:`restore.train.losses`   -- chunked spatial-affinity distillation loss;
+  * :mod:`restore.train.models`   -- SR, denoising and DSCLoRA distillation models (BasicSR ``SRModel``);
+  * :mod:`restore.train.checkpoint` -- atomic saves, RNG capture, latest-state lookup;
+  * :mod:`restore.train.loop`     -- the iteration loop (``train``);
+  * :mod:`restore.train.cli`      -- ``restore train`` / ``restore export`` sub-commands.
+"""
+
+from __future__ import annotations

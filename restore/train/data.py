@@ -1,0 +1,347 @@
+"""Training / validation datasets and the resumable sampler (numpy + torch; no basicsr import here).
+
+Datasets (registered into BasicSR's ``DATASET_REGISTRY`` by :mod:`restore.train.registry`):
+
+* ``SRImageDataset`` -- ``dataroot_gt`` (HR; a folder or a list of folders) with either ``dataroot_lq``
+  (paired LR files, named ``filename_tmpl.format(hr_stem)`` + any image suffix) or no LR folder, in which
+  case the LR is made by our MATLAB-exact bicubic (:func:`restore.metrics.imresize.imresize`) of the HR
+  mod-cropped to the scale. Training crops are exactly what downscaling the *whole* image and cropping
+  would give: the HR region around the patch is resized with a margin wider than the kernel (see
+  :func:`lr_patch`), which costs a patch-sized resize instead of a whole-image one. Training images
+  smaller than the patch are left out (with a warning).
+* ``DenoiseDataset`` -- clean images; training adds Gaussian noise of a fixed ``sigma`` or, blind, a
+  ``sigma`` drawn uniformly from ``sigma_range`` per patch (0-255 scale, float, no clipping); validation
+  uses ``restore.evaluate.add_noise`` (seed ``noise_seed`` reset per image, as ``restore eval``).
+
+``color``: ``rgb`` (3 channels, gray files replicated), ``gray`` (1 channel; colour files converted with
+OpenCV's BT.601 luma) or ``y`` (OpenCV full-range Y, what ESPCN sees; validation then reads RGB and the
+restorer handles colour as in ``restore upscale``). ``io_backend: {type: memory}`` decodes every image
+once, at construction (before loader workers fork, so they share it).
+
+Randomness: every training sample draws its crop, flips/rotation and noise from its own
+``numpy.random.Generator`` seeded by ``(manual_seed, epoch, position in epoch)``, which
+:class:`ResumableSampler` hands to the dataset with the index. Samples therefore do not depend on the
+number of loader workers or on the process's global RNGs, and a resumed run sees exactly the batches the
+uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from restore import io
+from restore.metrics.imresize import imresize
+
+# LR pixels of context around a patch; MATLAB's antialiased bicubic at 1/s reaches 2 LR px (+ rounding).
+LR_MARGIN = 4
+SampleKey = int | tuple[int, tuple[int, int, int]]
+log = logging.getLogger("basicsr")
+
+
+class DataError(ValueError):
+    """A data folder that cannot be used as configured."""
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+def read_as(path: str | Path, color: str) -> np.ndarray:
+    """HxWxC uint8: C = 3 (``rgb``) or 1 (``gray`` / ``y``)."""
+    img = io.read_image(path)
+    if img.dtype == np.uint16:
+        img = np.round(img.astype(np.float32) / 257.0).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = io.to_uint(img, np.uint8)
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[..., :3]
+    if color == "rgb":
+        return np.ascontiguousarray(io.to_rgb(img))
+    if img.ndim == 2:
+        return img[..., None]
+    if color == "gray":
+        return cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)[..., None]
+    if color == "y":
+        return cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2YCrCb)[..., :1].copy()
+    raise ValueError(f"unknown color {color!r}")
+
+
+class ImageStore:
+    """Image files with an optional decode-once in-memory cache."""
+
+    def __init__(self, paths: Sequence[Path], color: str, *, cache: bool) -> None:
+        self.paths = list(paths)
+        self.color = color
+        self.cache: list[np.ndarray] | None = [read_as(p, color) for p in self.paths] if cache else None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def get(self, i: int) -> np.ndarray:
+        return self.cache[i] if self.cache is not None else read_as(self.paths[i], self.color)
+
+    def subset(self, keep: Sequence[int]) -> ImageStore:
+        out = ImageStore([], self.color, cache=False)
+        out.paths = [self.paths[i] for i in keep]
+        out.cache = [self.cache[i] for i in keep] if self.cache is not None else None
+        return out
+
+
+def _size(store: ImageStore, i: int) -> tuple[int, int]:
+    """(height, width) without decoding when the image is not cached."""
+    if store.cache is not None:
+        return store.cache[i].shape[:2]
+    from PIL import Image
+
+    with Image.open(store.paths[i]) as im:
+        return im.size[1], im.size[0]
+
+
+def list_folder(folder: str | Path, what: str) -> list[Path]:
+    d = Path(folder)
+    if not d.is_dir():
+        raise DataError(f"{what}: {d} is not a directory")
+    files = io.list_images(d)
+    if not files:
+        raise DataError(f"{what}: no images in {d}")
+    return files
+
+
+def pair_lq_paths(gt_paths: Sequence[Path], lq_dir: str | Path, tmpl: str, what: str) -> list[Path]:
+    lq = {p.stem: p for p in list_folder(lq_dir, what)}
+    out = []
+    for g in gt_paths:
+        name = tmpl.format(g.stem)
+        if name not in lq:
+            raise DataError(f"{what}: no LR file {name}.* in {lq_dir} for {g.name}")
+        out.append(lq[name])
+    return out
+
+
+# ------------------------------------------------------------------------------------------- transforms
+
+
+def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    return img[: h - h % scale, : w - w % scale]
+
+
+def lr_patch(hr: np.ndarray, top: int, left: int, size: int, scale: int) -> np.ndarray:
+    """LR ``size`` x ``size`` patch at (top, left) of ``imresize(hr, 1/scale)`` (``hr`` mod-cropped).
+
+    Resizes only the HR region around the patch plus :data:`LR_MARGIN` LR px (clamped at the image
+    border, where MATLAB's mirroring then happens exactly as for the whole image), so the patch equals the
+    whole-image result bit for bit.
+    """
+    h_lr, w_lr = hr.shape[0] // scale, hr.shape[1] // scale
+    t0, l0 = max(0, top - LR_MARGIN), max(0, left - LR_MARGIN)
+    t1, l1 = min(h_lr, top + size + LR_MARGIN), min(w_lr, left + size + LR_MARGIN)
+    region = hr[t0 * scale: t1 * scale, l0 * scale: l1 * scale]
+    small = imresize(region, scale=1.0 / scale)
+    if small.ndim == 2:
+        small = small[..., None]
+    return small[top - t0: top - t0 + size, left - l0: left - l0 + size]
+
+
+def augment(imgs: Sequence[np.ndarray], hflip: bool, rot: bool, rng: np.random.Generator) -> list[np.ndarray]:
+    """BasicSR's ``augment``: horizontal flip, and for ``rot`` vertical flip and transpose (the 8 dihedral
+    transforms). Three draws are always taken so the stream does not depend on the options."""
+    f_h, f_v, f_t = rng.random(3) < 0.5
+    out = []
+    for x in imgs:
+        if hflip and f_h:
+            x = x[:, ::-1]
+        if rot and f_v:
+            x = x[::-1]
+        if rot and f_t:
+            x = x.transpose(1, 0, 2)
+        out.append(x)
+    return out
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """HxWxC uint8 (or float in [0, 1]) -> CxHxW float32 in [0, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+    return t.float().div_(255.0) if img.dtype == np.uint8 else t.float()
+
+
+def _split_key(key: SampleKey) -> tuple[int, np.random.Generator]:
+    if isinstance(key, tuple):
+        idx, seed = key
+        return int(idx), np.random.default_rng(list(seed))
+    return int(key), np.random.default_rng(int(key))
+
+
+# ---------------------------------------------------------------------------------------------- datasets
+
+
+class _Base(Dataset):
+    def __init__(self, opt: dict[str, Any]) -> None:
+        self.opt = opt
+        self.phase = opt["phase"]
+        self.scale = int(opt.get("scale", 1))
+        self.color = opt.get("color", "rgb")
+        self.name = opt["name"]
+        cache = (opt.get("io_backend") or {}).get("type", "disk") == "memory"
+        what = f"dataset {self.name}"
+        # validation reads RGB for 'y' (the restorer converts, as at inference) and for 'rgb'
+        self.read_color = self.color if self.phase == "train" else ("gray" if self.color == "gray" else "rgb")
+        gt_dirs = _as_list(opt["dataroot_gt"])
+        lq_dirs = _as_list(opt.get("dataroot_lq"))
+        self.gt_paths = [p for d in gt_dirs for p in list_folder(d, what)]
+        self.gt = ImageStore(self.gt_paths, self.read_color, cache=cache)
+        self.lq: ImageStore | None = None
+        if lq_dirs:
+            tmpl = opt.get("filename_tmpl", "{}")
+            lq_paths = [p for g, q in zip(gt_dirs, lq_dirs, strict=True)
+                        for p in pair_lq_paths(list_folder(g, what), q, tmpl, what)]
+            self.lq = ImageStore(lq_paths, self.read_color, cache=cache)
+        self.gt_size = opt.get("gt_size")
+        if self.phase == "train" and self.gt_size:
+            self._drop_small(what)
+        self.hflip = bool(opt.get("use_hflip", False))
+        self.rot = bool(opt.get("use_rot", False))
+
+    def __len__(self) -> int:
+        return len(self.gt)
+
+    def _drop_small(self, what: str) -> None:
+        """Leave out training images smaller than the patch (e.g. most of T91 for 256 px x4 patches)."""
+        store = self.lq if self.lq is not None else self.gt
+        need = self.gt_size // self.scale if self.lq is not None else self.gt_size
+        keep = [i for i in range(len(store)) if min(_size(store, i)) >= need]
+        if len(keep) == len(store):
+            return
+        if not keep:
+            raise DataError(f"{what}: every image is smaller than the patch (gt_size {self.gt_size})")
+        log.warning(f"{what}: {len(store) - len(keep)} of {len(store)} images are smaller than the patch "
+                    f"(gt_size {self.gt_size}) and are left out")
+        self.gt_paths = [self.gt_paths[i] for i in keep]
+        self.gt = self.gt.subset(keep)
+        if self.lq is not None:
+            self.lq = self.lq.subset(keep)
+
+
+class SRImageDataset(_Base):
+    """Paired (HR + LR files) or HR-only (LR by MATLAB bicubic) super-resolution data."""
+
+    def __getitem__(self, key: SampleKey) -> dict[str, Any]:
+        idx, rng = _split_key(key)
+        s = self.scale
+        hr = self.gt.get(idx)
+        if self.phase != "train":
+            return self._val_item(idx, hr)
+        size = self.gt_size // s
+        if self.lq is not None:
+            lr = self.lq.get(idx)
+            h, w = lr.shape[:2]
+            if hr.shape[0] < h * s or hr.shape[1] < w * s:
+                raise DataError(f"{self.gt_paths[idx]}: HR {hr.shape[:2]} smaller than LR x{s}")
+        else:
+            hr = mod_crop(hr, s)
+            h, w = hr.shape[0] // s, hr.shape[1] // s
+        if h < size or w < size:
+            raise DataError(f"{self.gt_paths[idx]}: LR {h}x{w} is smaller than the patch ({size}); "
+                            f"lower gt_size or remove the image")
+        top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+        gt = hr[top * s: (top + size) * s, left * s: (left + size) * s]
+        lq = lr[top: top + size, left: left + size] if self.lq is not None else lr_patch(hr, top, left, size, s)
+        gt, lq = augment([gt, lq], self.hflip, self.rot, rng)
+        return {"lq": to_tensor(lq), "gt": to_tensor(gt), "lq_path": str(self.gt_paths[idx]),
+                "gt_path": str(self.gt_paths[idx])}
+
+    def _val_item(self, idx: int, hr: np.ndarray) -> dict[str, Any]:
+        s = self.scale
+        if self.lq is not None:
+            lr = self.lq.get(idx)
+            hr = hr[: lr.shape[0] * s, : lr.shape[1] * s]
+        else:
+            hr = mod_crop(hr, s)
+            lr = imresize(hr, scale=1.0 / s)
+            if lr.ndim == 2:
+                lr = lr[..., None]
+        return {"lq": _squeeze(lr), "gt": _squeeze(hr), "name": self.gt_paths[idx].stem}
+
+
+class DenoiseDataset(_Base):
+    """Clean images + Gaussian noise (fixed ``sigma`` or blind ``sigma_range``), 0-255 scale."""
+
+    def __init__(self, opt: dict[str, Any]) -> None:
+        super().__init__(opt)
+        self.sigma = opt.get("sigma")
+        self.sigma_range = opt.get("sigma_range")
+        self.noise_seed = int(opt.get("noise_seed", 0))
+
+    def __getitem__(self, key: SampleKey) -> dict[str, Any]:
+        idx, rng = _split_key(key)
+        clean = self.gt.get(idx)
+        if self.phase != "train":
+            from restore.evaluate import add_noise
+
+            clean = _squeeze(clean)
+            noisy = add_noise(clean, float(self.sigma), self.noise_seed)
+            return {"lq": noisy, "gt": clean, "name": self.gt_paths[idx].stem}
+        size = self.gt_size
+        h, w = clean.shape[:2]
+        if h < size or w < size:
+            raise DataError(f"{self.gt_paths[idx]}: {h}x{w} is smaller than the patch ({size})")
+        top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+        (gt,) = augment([clean[top: top + size, left: left + size]], self.hflip, self.rot, rng)
+        if self.sigma_range is not None:
+            sigma = float(rng.uniform(self.sigma_range[0], self.sigma_range[1]))
+        else:
+            sigma = float(self.sigma)
+        gt_t = to_tensor(gt)
+        noise = torch.from_numpy(rng.standard_normal(gt_t.shape, dtype=np.float32)) * (sigma / 255.0)
+        return {"lq": gt_t + noise, "gt": gt_t, "sigma": torch.tensor(sigma), "lq_path": str(self.gt_paths[idx]),
+                "gt_path": str(self.gt_paths[idx])}
+
+
+def _as_list(v: str | Sequence[str] | None) -> list[str]:
+    if v is None:
+        return []
+    return [v] if isinstance(v, str) else list(v)
+
+
+def _squeeze(img: np.ndarray) -> np.ndarray:
+    return img[..., 0] if img.ndim == 3 and img.shape[2] == 1 else img
+
+
+# ----------------------------------------------------------------------------------------------- sampler
+
+
+class ResumableSampler(Sampler):
+    """BasicSR's ``EnlargedSampler`` (shuffled, ``ratio`` x the dataset per epoch, seeded per epoch) that can
+    start mid-epoch and hands each index its own sample seed ``(seed, epoch, position)``."""
+
+    def __init__(self, dataset_len: int, *, ratio: int = 1, seed: int = 0, shuffle: bool = True) -> None:
+        self.n = dataset_len
+        self.total = int(math.ceil(dataset_len * ratio))
+        self.seed = int(seed)
+        self.shuffle = shuffle
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = int(epoch), int(start)
+
+    def __iter__(self) -> Iterator[tuple[int, tuple[int, int, int]]]:
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.total, generator=g).tolist()
+        else:
+            order = list(range(self.total))
+        for pos in range(self.start, self.total):
+            yield order[pos] % self.n, (self.seed, self.epoch, pos)
+
+    def __len__(self) -> int:
+        return self.total - self.start

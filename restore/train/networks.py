@@ -1,0 +1,130 @@
+"""Architectures by BasicSR ``type`` name, ConvLoRA set-up and the deploy conversion (torch only, no basicsr).
+
+``network_g: {type: SPAN, feature_channels: 26, upscale: 4}`` builds ``restore.archs.span.SPAN(
+feature_channels=26, upscale=4)``. Checkpoints written by training carry an *arch record*
+(``{"type", "kwargs", "lora"}``, see :func:`arch_record`) next to BasicSR's ``params`` / ``params_ema``, so
+:func:`build_from_record` (used by ``restore export``) can rebuild the exact training-time module, including
+ConvLoRA layers whose ``alpha`` cannot be read back from the weights.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+# BasicSR type name -> (module, class)
+ARCHS: dict[str, tuple[str, str]] = {
+    "SPAN": ("restore.archs.span", "SPAN"),
+    "SPANF": ("restore.archs.span", "SPANF"),
+    "ESPAN": ("restore.archs.span", "ESPAN"),
+    "IMDN": ("restore.archs.imdn", "IMDN"),
+    "IMDN_AS": ("restore.archs.imdn", "IMDN_AS"),
+    "IMDN_RTC": ("restore.archs.imdn", "IMDN_RTC"),
+    "IMDN_RTE": ("restore.archs.imdn", "IMDN_RTE"),
+    "CFSR": ("restore.archs.cfsr", "CFSR"),
+    "ESPCN": ("restore.archs.espcn", "ESPCN"),
+    "DnCNN": ("restore.archs.dncnn", "DnCNN"),
+}
+
+
+def arch_class(name: str) -> type[nn.Module]:
+    try:
+        module, cls = ARCHS[name]
+    except KeyError:
+        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(ARCHS)}") from None
+    return getattr(importlib.import_module(module), cls)
+
+
+def arch_signature(name: str) -> dict[str, inspect.Parameter]:
+    """The constructor's keyword arguments (all our archs take keyword-only arguments)."""
+    sig = inspect.signature(arch_class(name).__init__)
+    return {n: p for n, p in sig.parameters.items() if n != "self" and p.kind is not p.VAR_KEYWORD}
+
+
+def split_spec(spec: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``{"type": T, **kwargs}`` -> ``(T, kwargs)``."""
+    kwargs = dict(spec)
+    return str(kwargs.pop("type")), kwargs
+
+
+def build_network(spec: Mapping[str, Any]) -> nn.Module:
+    name, kwargs = split_spec(spec)
+    return arch_class(name)(**kwargs)
+
+
+# ------------------------------------------------------------------------------------------------ LoRA
+
+
+def lora_targets(targets: str | Mapping[str, Any]) -> dict[str, tuple[int, float]]:
+    """``"dsclora"`` (DSCLoRA's layer table) or an explicit ``{module: [rank, alpha]}``."""
+    from restore.archs.lora import DSCF_LORA_TARGETS
+
+    if isinstance(targets, str):
+        if targets != "dsclora":
+            raise ValueError(f"unknown LoRA preset {targets!r} (known: dsclora)")
+        return dict(DSCF_LORA_TARGETS)
+    return {str(k): (int(v[0]), float(v[1])) for k, v in targets.items()}
+
+
+def add_lora(net: nn.Module, targets: Mapping[str, tuple[int, float]], *, fuse_first: bool = True) -> nn.Module:
+    """Fuse a train-form net (``fuse_first``), inject ConvLoRA at ``targets``, freeze all but ``lora_A/B``."""
+    from restore.archs.lora import inject_conv_lora, mark_only_lora_trainable
+
+    if fuse_first and getattr(net, "form", "deploy") == "train" and hasattr(net, "fuse"):
+        net = net.fuse()
+    net = inject_conv_lora(net, targets)
+    return mark_only_lora_trainable(net)
+
+
+def arch_record(spec: Mapping[str, Any], lora: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a checkpoint stores to rebuild the training-time module (plain types only)."""
+    name, kwargs = split_spec(spec)
+    rec: dict[str, Any] = {"type": name, "kwargs": _plain(kwargs), "lora": None}
+    if lora is not None:
+        rec["lora"] = {
+            "targets": {k: [r, a] for k, (r, a) in lora_targets(lora["targets"]).items()},
+            "fuse_first": bool(lora.get("fuse_first", True)),
+        }
+    return rec
+
+
+def build_from_record(record: Mapping[str, Any]) -> nn.Module:
+    net = build_network({"type": record["type"], **dict(record.get("kwargs") or {})})
+    lora = record.get("lora")
+    if lora:
+        net = add_lora(net, lora_targets(lora["targets"]), fuse_first=bool(lora.get("fuse_first", True)))
+    return net
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    return v
+
+
+# ---------------------------------------------------------------------------------------------- deploy
+
+
+@torch.no_grad()
+def to_deploy(net: nn.Module, *, fuse: bool = True) -> nn.Module:
+    """LoRA merged, then (``fuse``) every re-parameterisation folded: Conv3XC / CFSR branches / BatchNorm /
+    weighted-conv density. Returns an eval-mode module (possibly a new one)."""
+    from restore.archs.lora import merge_conv_lora
+
+    net = merge_conv_lora(net.eval())
+    if fuse and hasattr(net, "fuse"):
+        net = net.fuse()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.eval()
+
+
+def deploy_state_dict(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
