@@ -153,7 +153,7 @@ def evaluate_sr(model: nn.Module, data: str | Path, *, scale: int, name: str = "
         raise ValueError(f"{name or meta.family}: a {meta.task} model; use --sigma for denoisers")
     if meta.scale != scale:
         raise ValueError(f"{name or meta.family}: model is x{meta.scale}, asked to evaluate x{scale}")
-    runner = Restorer(model, device=device)
+    runner = Restorer(model, device=device, precision="fp32")
     pairs = find_pairs(data, scale)
     res = EvalResult(model=name or meta.variant, task="sr", data=str(data), scale=scale, sigma=None)
     for img_name, lr, hr in tqdm(sr_pairs(pairs, scale), total=len(pairs), disable=not progress,
@@ -180,7 +180,7 @@ def evaluate_denoise(model: nn.Module, data: str | Path, *, sigma: float, seed: 
     meta = model.meta
     if meta.task != "denoise":
         raise ValueError(f"{name or meta.family}: an x{meta.scale} SR model; use --scale for SR models")
-    runner = Restorer(model, device=device)
+    runner = Restorer(model, device=device, precision="fp32")
     files = io.list_images(data)
     if not files:
         raise DatasetError(f"{data}: no images")

@@ -122,7 +122,7 @@ def espcn_vs_opencv(path: Path, scale: int, shared: Path, py: str) -> tuple[floa
     model = load_model(path)
     from restore.engine.restorer import Restorer
 
-    runner = Restorer(model)
+    runner = Restorer(model, device="cpu", precision="fp32")
     worst_y, worst, same, total = 0.0, 0, 0, 0
     with tempfile.TemporaryDirectory() as tmp:
         for lr_path in sorted((shared / f"data/sr/Set5/LR_bicubic/X{scale}").glob("*.png")):

@@ -96,7 +96,7 @@ def main() -> None:
     hr = hr[: hr.shape[0] // args.scale * args.scale, : hr.shape[1] // args.scale * args.scale]
     lr = imresize(hr, scale=1 / args.scale)
     io.write_image(args.out / "example.png", lr)
-    sr = Restorer(model.eval()).run(lr)
+    sr = Restorer(model.eval(), device="cpu", precision="fp32").run(lr)
     bic = imresize(lr, scale=args.scale)  # MATLAB bicubic baseline
     s = args.scale
     print(f"trained {it} iterations in {args.seconds:.0f} s -> {weights}")

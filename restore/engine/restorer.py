@@ -1,12 +1,32 @@
-"""Stateless runner: colour space, range, size-multiple padding and back, whole-image or tiled.
+"""Stateless runner: device, precision, colour space, range, size-multiple padding and back, whole-image,
+tiled or ACS, one image or a batch.
 
 ``Restorer(model).run(img)`` takes HxW / HxWxC arrays (uint8, uint16 or float in [0,1]) and returns the
-restored array with the same dtype and channel layout. All colour handling comes from ``model.meta``:
+restored array with the same dtype and channel layout; ``run_batch(images)`` does the same for a list,
+putting same-sized inputs (video frames) through the network together, one forward per window for the
+whole group. All colour handling comes from ``model.meta``:
 - ``rgb`` models: gray input is replicated to RGB and the output averaged back to gray; alpha is
   resized separately (bicubic) and re-attached.
-- ``gray`` models: each channel of a colour input is processed as its own gray image.
+- ``gray`` models: each channel of a colour input is processed as its own gray image (the channels go
+  through the network as one batch).
 - ``y_full`` models (ESPCN): OpenCV full-range YCrCb, the network on Y, bilinear Cr/Cb, merged back; for
   uint8 RGB this is OpenCV ``dnn_superres``'s exact pipeline (conversions in uint8).
+
+Device: ``"auto"`` is CUDA when available, else the CPU (decided when the Restorer is built, never at import).
+
+Precision (``precision=``): ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"auto"``. Low precision runs a copy of the
+network converted with ``.to(dtype)`` (the input is scaled to the model's range in float32 and then cast; the
+output is cast back to float32). ``torch.autocast`` was not used: its per-op precision lists differ between
+CPU and CUDA, so "fp16" would mean different numerics on each device, and it re-casts the float32 weights on
+every call. Numerically delicate parts upcast inside the architectures (IMDN's CCA statistics, CFSR's
+LayerNorm). Every low-precision window is checked: a window whose output holds NaN or inf (fp16 overflow)
+is run again in float32 with the original model, logged and counted (:class:`RunStats`). ``"auto"`` is fp16
+on CUDA for models whose ``meta.half_safe`` is true and fp32 everywhere else: on the CPU fp16 is slow where
+it works at all and never chosen automatically, and for models that are not half-safe bf16 (fp32's range
+but an 8-bit mantissa, about 2-3 significant digits) costs visible accuracy, so it stays an explicit choice.
+An explicit low precision is tried on a small input when the Restorer is built; if this torch build has no
+kernel for it on the device (e.g. fp16 convolutions on some CPU builds) the constructor raises a
+``ValueError`` that names the alternatives.
 
 Tiling (``tile=``) happens below the colour handling, on the planes the network sees (see
 :mod:`restore.engine.tiling`): ``None`` runs the whole image in one pass; an int runs tiles of at most that
@@ -15,14 +35,21 @@ with a finite ``meta.receptive_field`` get exact tiles (context = receptive fiel
 multiple, or ``overlap`` if larger); networks with global statistics (``receptive_field is None``, e.g.
 IMDN) get feathered tiles overlapping by ``overlap`` px (default 32), which only approximates the
 whole-image output. With an int or ``"auto"`` tile, an out-of-memory error halves the tile and retries.
+``tile="acs"`` selects IMDN's adaptive cropping strategy (:mod:`restore.engine.acs`): four overlapping corner
+crops (``shave`` = the same context / overlap) batched together, split again while a crop is larger than
+``acs_min_size`` px (default: from free memory; halved on out-of-memory).
 Integer outputs are assembled tile by tile directly in the output dtype where the colour path allows it
 (RGB models on colour input, gray models, alpha), so no full-size float image is built.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -32,16 +59,20 @@ from torch import nn
 
 from restore import io
 from restore.archs.base import ModelMeta
-from restore.engine import tiling
+from restore.engine import acs, tiling
 
 log = logging.getLogger(__name__)
 
-TileSpec = int | Literal["auto"] | None
+TileSpec = int | Literal["auto", "acs"] | None
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
+DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPE_NAMES: dict[torch.dtype, str] = {v: k for k, v in DTYPES.items()}
 DEFAULT_FEATHER_OVERLAP = 32
 MIN_TILE = 16
 LIVE_TENSORS = 10  # conservative number of simultaneously live activations of the widest layer
 CPU_MEMORY_FRACTION = 0.25
 CUDA_MEMORY_FRACTION = 0.5
+PROBE_SIDE = 16  # LR px a side of the input used to check that a low precision works
 
 
 def is_oom(err: BaseException) -> bool:
@@ -84,38 +115,157 @@ def bytes_per_pixel(model: nn.Module, meta: ModelMeta) -> float:
     return float(elem * (LIVE_TENSORS * widest + 2 * out + 2 * meta.in_channels))
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"``: ``cuda`` when available, else ``cpu``; anything else as ``torch.device`` reads it."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_precision(precision: str, device: torch.device, meta: ModelMeta) -> torch.dtype:
+    """The dtype the network runs in (see the module docstring for ``"auto"``)."""
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" and meta.half_safe else torch.float32
+    if precision not in DTYPES:
+        raise ValueError(f"precision must be one of 'auto', 'fp32', 'fp16', 'bf16'; got {precision!r}")
+    dtype = DTYPES[precision]
+    if dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError("precision='bf16' is not supported by this GPU; use precision='fp16' or 'fp32'")
+    return dtype
+
+
+def _alternatives(dtype: torch.dtype, device: torch.device) -> str:
+    others = ["bf16", "fp32"] if dtype is torch.float16 else ["fp32"]
+    if dtype is torch.bfloat16 and device.type == "cuda":
+        others = ["fp16", "fp32"]
+    return " or ".join(f"precision={o!r}" for o in others)
+
+
+@dataclass
+class RunStats:
+    """What happened during one ``run`` / ``run_batch`` call (pass a fresh instance as ``stats=``; the
+    Restorer itself keeps no per-image state).
+
+    ``forwards``: network calls; ``windows``: images x tiles (or crops) run; ``fp32_retries``: windows
+    re-run in float32 because their low-precision output had NaN/inf; ``oom_retries``: out-of-memory
+    retries with smaller tiles; ``tiles``: the tile sides (grid tiler) or crop-area limits (ACS) used,
+    in order.
+    """
+
+    precision: str = "fp32"
+    forwards: int = 0
+    windows: int = 0
+    fp32_retries: int = 0
+    oom_retries: int = 0
+    tiles: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Job:
+    """One network input of one image: float32 HxWxC planes and the HsxWsxC' array they restore into."""
+
+    planes: np.ndarray
+    out: np.ndarray
+    gray_mean: bool = False
+
+
+@dataclass
+class _Prepared:
+    """An image made ready for the network: its output array, network jobs, and what runs after them."""
+
+    out: np.ndarray
+    jobs: list[_Job]
+    finish: list[Callable[[], None]]
+
+    def result(self) -> np.ndarray:
+        return self.out[..., 0] if self.out.shape[2] == 1 else self.out
+
+
 class Restorer:
-    """Run ``model`` on images; holds only the model, device and tiling settings (no per-image state)."""
+    """Run ``model`` on images; holds only the model(s), device, precision and tiling settings (no per-image
+    state: per-run counters go to an optional :class:`RunStats`)."""
 
     def __init__(
         self,
         model: nn.Module,
         *,
-        device: str | torch.device = "cpu",
+        device: str | torch.device = "auto",
+        precision: Precision = "auto",
         tile: TileSpec = None,
         overlap: int | None = None,
+        acs_min_size: int | None = None,
     ) -> None:
         integral = isinstance(tile, int | np.integer) and not isinstance(tile, bool)
-        if not (tile is None or (isinstance(tile, str) and tile == "auto") or (integral and tile >= 1)):
-            raise ValueError(f"tile must be None, 'auto' or a positive int, got {tile!r}")
+        named = isinstance(tile, str) and tile in ("auto", "acs")
+        if not (tile is None or named or (integral and tile >= 1)):
+            raise ValueError(f"tile must be None, 'auto', 'acs' or a positive int, got {tile!r}")
         tile = int(tile) if integral else tile
         if overlap is not None and (not isinstance(overlap, int) or overlap < 0):
             raise ValueError(f"overlap must be None or a non-negative int, got {overlap!r}")
-        self.device = torch.device(device)
+        if acs_min_size is not None and (not isinstance(acs_min_size, int) or acs_min_size < 1):
+            raise ValueError(f"acs_min_size must be None or a positive int, got {acs_min_size!r}")
+        self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
         self.meta: ModelMeta = model.meta
-        self.tile: TileSpec = tile
         self.multiple = max(1, self.meta.size_multiple)
+        self.dtype = resolve_precision(precision, self.device, self.meta)
+        self.precision = DTYPE_NAMES[self.dtype]
+        self.low_model = None if self.dtype is torch.float32 else self._low_precision_model()
+        self.tile: TileSpec = tile
+        self.acs_min_size = acs_min_size
         self.feather = self.meta.receptive_field is None
-        # exact mode: context >= receptive field; feathered: the blending overlap
+        # exact mode: context >= receptive field; feathered: the blending overlap; ACS: the shave
         self.context = tiling.context_for(self.meta.receptive_field, self.multiple, overlap,
                                           default_overlap=DEFAULT_FEATHER_OVERLAP)
 
-    @torch.inference_mode()
-    def forward_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """NCHW float in [0,1] (model's channels) -> NCHW float, padded to the size multiple and cropped.
+    def _low_precision_model(self) -> nn.Module:
+        """A copy of the model in ``self.dtype``, tried once on a small input (the float32 model is kept
+        for the NaN/inf retries)."""
+        low = copy.deepcopy(self.model).to(self.dtype)
+        m = self.meta
+        side = tiling.round_up(PROBE_SIDE, self.multiple)
+        x = torch.full((1, m.in_channels, side, side), 0.5 * m.input_range, device=self.device, dtype=self.dtype)
+        try:
+            with torch.inference_mode():
+                low(x)
+        except (RuntimeError, NotImplementedError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            kernel_missing = "not implemented" in msg.lower() or "Half" in msg or "BFloat16" in msg
+            if not kernel_missing:
+                raise
+            raise ValueError(
+                f"precision={self.precision!r} does not work on {self.device.type} with torch {torch.__version__} "
+                f"({msg}); use {_alternatives(self.dtype, self.device)}") from e
+        return low
 
-        One pass over the whole tensor (no tiling); the result stays on the device.
+    # ------------------------------------------------------------------------------------------ network
+
+    def _net(self, x: torch.Tensor, stats: RunStats | None) -> torch.Tensor:
+        """The network on a device tensor already in the model's range (float32 NCHW); float32 output.
+        Low precision: windows whose output is not finite are re-run in float32."""
+        if stats is not None:
+            stats.forwards += 1
+            stats.windows += x.shape[0]
+        if self.low_model is None:
+            return self.model(x)
+        y = self.low_model(x.to(self.dtype))
+        bad = ~torch.isfinite(y).flatten(1).all(dim=1)
+        y = y.float()
+        if bool(bad.any()):
+            idx = bad.nonzero().flatten()
+            log.warning("%d of %d window(s) gave NaN/inf in %s; re-running them in fp32", idx.numel(), x.shape[0],
+                        self.precision)
+            y[idx] = self.model(x[idx]).float()
+            if stats is not None:
+                stats.fp32_retries += idx.numel()
+        return y
+
+    @torch.inference_mode()
+    def forward_tensor(self, x: torch.Tensor, stats: RunStats | None = None) -> torch.Tensor:
+        """NCHW float in [0,1] (model's channels) -> NCHW float32, padded to the size multiple and cropped.
+
+        One pass over the whole tensor (no tiling), in the Restorer's precision; the result stays on the
+        device.
         """
         m = self.meta
         h, w = x.shape[-2:]
@@ -124,53 +274,98 @@ class Restorer:
         if ph or pw:
             mode = "reflect" if ph < h and pw < w else "replicate"
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
-        y = self.model(x.to(self.device) * m.input_range) / m.input_range
+        y = self._net(x.to(self.device) * m.input_range, stats) / m.input_range
         return y[..., : h * m.scale, : w * m.scale]
 
     # ------------------------------------------------------------------------------------------ tiling
 
-    def auto_tile(self) -> int:
-        """Tile side (LR px) for ``tile="auto"`` from the memory available now."""
+    def _budget(self, batch: int) -> float:
         frac = CUDA_MEMORY_FRACTION if self.device.type == "cuda" else CPU_MEMORY_FRACTION
-        budget = available_memory(self.device) * frac
-        return tiling.tile_for_budget(budget, bytes_per_pixel(self.model, self.meta), self.context,
+        return available_memory(self.device) * frac / max(1, batch)
+
+    def auto_tile(self, batch: int = 1) -> int:
+        """Tile side (LR px) for ``tile="auto"`` from the memory available now, for ``batch`` images run
+        together."""
+        return tiling.tile_for_budget(self._budget(batch), bytes_per_pixel(self.model, self.meta), self.context,
                                       self.multiple, min_tile=MIN_TILE)
 
-    def _forward_gray_mean(self, x: torch.Tensor) -> torch.Tensor:
+    def auto_crop_area(self, batch: int = 1) -> int:
+        """ACS crop-area limit (LR px) from the memory available now: four crops of ``batch`` images are run
+        together."""
+        return max(MIN_TILE**2, int(self._budget(4 * batch) / bytes_per_pixel(self.model, self.meta)))
+
+    def _forward_gray_mean(self, x: torch.Tensor, stats: RunStats | None = None) -> torch.Tensor:
         """RGB model on replicated gray: the output's channel mean, taken on the CPU in float32 (the same
         values as numpy's ``mean(axis=2)`` of the whole-image output)."""
-        return self.forward_tensor(x).float().cpu().mean(1, keepdim=True)
+        return self.forward_tensor(x, stats).float().cpu().mean(1, keepdim=True)
 
     def _run_planes(self, planes: np.ndarray, out_dtype: type[np.generic] = np.float32,
-                    out: np.ndarray | None = None, *, gray_mean: bool = False) -> np.ndarray:
-        """float32 HxWxC with C == model in_channels -> output HxWxC' (``out_dtype`` or into ``out``);
-        ``gray_mean``: C' = 1, the mean of the model's output channels."""
-        h, w = planes.shape[:2]
-        forward = self._forward_gray_mean if gray_mean else self.forward_tensor
+                    out: np.ndarray | Sequence[np.ndarray] | None = None, *, gray_mean: bool = False,
+                    stats: RunStats | None = None) -> np.ndarray | Sequence[np.ndarray]:
+        """float32 HxWxC (or NxHxWxC, a batch) with C == model in_channels -> output HsxWsxC' (NxHsxWsxC'),
+        ``out_dtype`` or into ``out`` (see :func:`restore.engine.tiling.run_tiled`); ``gray_mean``: C' = 1,
+        the mean of the model's output channels."""
+        n = 1 if planes.ndim == 3 else planes.shape[0]
+        h, w = planes.shape[-3:-1]
+        forward = functools.partial(self._forward_gray_mean if gray_mean else self.forward_tensor, stats=stats)
+        scale = self.meta.scale
         if self.tile is None:  # whole image: one tile, no retry (errors propagate as before)
-            return tiling.run_tiled(forward, planes, scale=self.meta.scale, tile=max(h, w),
-                                    context=0, multiple=1, out_dtype=out_dtype, out=out)
-        tile = self.auto_tile() if self.tile == "auto" else int(self.tile)
+            return tiling.run_tiled(forward, planes, scale=scale, tile=max(h, w), context=0, multiple=1,
+                                    out_dtype=out_dtype, out=out)
+        if self.tile == "acs":
+            return self._run_acs(forward, planes, n, out_dtype, out, stats)
+        tile = self.auto_tile(n) if self.tile == "auto" else int(self.tile)
         tile = max(self.multiple, tiling.round_down(tile, self.multiple))
         while True:
+            if stats is not None:
+                stats.tiles.append(tile)
             try:
-                return tiling.run_tiled(forward, planes, scale=self.meta.scale, tile=tile,
-                                        context=self.context, multiple=self.multiple, out_dtype=out_dtype,
-                                        feather=self.feather, out=out)
+                return tiling.run_tiled(forward, planes, scale=scale, tile=tile, context=self.context,
+                                        multiple=self.multiple, out_dtype=out_dtype, feather=self.feather, out=out)
             except RuntimeError as e:
                 smallest = tile <= self.multiple
                 if not is_oom(e) or smallest:
                     raise
             # retry outside the except block, so the failed attempt's tensors can be freed
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
+            self._after_oom(stats)
             new = max(self.multiple, tiling.round_down(min(tile, max(h, w)) // 2, self.multiple))
             log.warning("out of memory with %d px tiles; retrying with %d px", tile, new)
             tile = new
 
+    def _after_oom(self, stats: RunStats | None) -> None:
+        if stats is not None:
+            stats.oom_retries += 1
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _run_acs(self, forward: tiling.Forward, planes: np.ndarray, n: int, out_dtype: type[np.generic],
+                 out: np.ndarray | Sequence[np.ndarray] | None,
+                 stats: RunStats | None) -> np.ndarray | Sequence[np.ndarray]:
+        h, w = planes.shape[-3:-1]
+        limit = self.acs_min_size if self.acs_min_size is not None else self.auto_crop_area(n)
+        kw = {"shave": self.context, "multiple": self.multiple}
+        while True:
+            if stats is not None:
+                stats.tiles.append(limit)
+            try:
+                return acs.run_acs(forward, planes, scale=self.meta.scale, min_size=limit, out_dtype=out_dtype,
+                                   out=out, **kw)
+            except RuntimeError as e:
+                if not is_oom(e):
+                    raise
+                plan = acs.plan_acs(h, w, min_size=limit, **kw)
+                new = acs.largest_crop(plan) // 2
+                if new < 1 or acs.plan_acs(h, w, min_size=new, **kw) == plan:
+                    raise  # the crops cannot get any smaller
+            self._after_oom(stats)
+            log.warning("out of memory with ACS crops of up to %d px; retrying with %d px", limit, new)
+            limit = new
+
     # --------------------------------------------------------------------------------------- images
 
-    def run(self, img: np.ndarray) -> np.ndarray:
+    def _prepare(self, img: np.ndarray) -> _Prepared:
+        """Colour handling of one image: the output array, the planes the network sees and the steps that
+        complete the output after the network (chroma merge, alpha)."""
         m = self.meta
         dtype = img.dtype
         out_dtype = dtype.type if dtype in (np.uint8, np.uint16) else np.float32
@@ -179,40 +374,78 @@ class Restorer:
             img, alpha = img[..., :-1], io.to_float(img[..., -1])
             if img.shape[2] == 1:
                 img = img[..., 0]
-        x = io.to_float(img)
-        gray_in = x.ndim == 2
-        h, w = x.shape[:2]
-        n_out = 1 if gray_in else x.shape[2]
-        shape = (h * m.scale, w * m.scale, n_out + (alpha is not None))
+        gray_in = img.ndim == 2
+        h, w = img.shape[:2]
+        s = m.scale
+        n_out = 1 if gray_in else img.shape[2]
+        out = np.empty((h * s, w * s, n_out + (alpha is not None)), dtype=out_dtype)
+        jobs: list[_Job] = []
+        finish: list[Callable[[], None]] = []
         if m.color_space == "rgb" and not gray_in:
-            out = np.empty(shape, dtype=out_dtype)
-            self._run_planes(x, out=out[..., :n_out])
+            jobs.append(_Job(io.to_float(img), out[..., :n_out]))
         elif m.color_space == "rgb":
-            rgb = np.repeat(x[..., None], 3, axis=2)
-            out = np.empty(shape, dtype=out_dtype)
-            self._run_planes(rgb, out=out[..., :1], gray_mean=True)
+            jobs.append(_Job(np.repeat(io.to_float(img)[..., None], 3, axis=2), out[..., :1], gray_mean=True))
         elif m.color_space == "gray":
-            out = np.empty(shape, dtype=out_dtype)
+            x = io.to_float(img)
             for c in range(n_out):
                 plane = x[..., None] if gray_in else x[..., c:c + 1]
-                self._run_planes(plane, out=out[..., c:c + 1])
+                jobs.append(_Job(plane, out[..., c:c + 1]))
         elif m.color_space == "y_full":
-            out = np.empty(shape, dtype=out_dtype)
             if gray_in:
-                self._run_planes(x[..., None], out=out[..., :1])
+                jobs.append(_Job(io.to_float(img)[..., None], out[..., :1]))
             else:
                 ycc = io.rgb_to_ycrcb_full(img)
-                y = self._run_planes(ycc[..., :1])[..., 0]
-                ycc_up = io.resize_bilinear(ycc, m.scale)
-                ycc_up[..., 0] = y
-                del y
-                if dtype == np.uint8 and alpha is None:
-                    out[..., :n_out] = io.ycrcb_full_to_rgb(ycc_up, np.uint8)
-                else:
-                    tiling.store(out[..., :n_out], io.ycrcb_full_to_rgb(ycc_up))
+                y = np.empty((h * s, w * s, 1), dtype=np.float32)
+                jobs.append(_Job(ycc[..., :1], y))
+                finish.append(functools.partial(_merge_chroma, ycc, y, out[..., :n_out], s,
+                                                uint8_path=dtype == np.uint8 and alpha is None))
         else:
             raise ValueError(f"unsupported colour space {m.color_space!r} for whole-image runs")
         if alpha is not None:
-            a = io.resize_bicubic(alpha, m.scale) if m.scale > 1 else alpha
-            tiling.store(out[..., -1], a)
-        return out[..., 0] if out.shape[2] == 1 else out
+            finish.append(functools.partial(_attach_alpha, alpha, out[..., -1], s))
+        return _Prepared(out=out, jobs=jobs, finish=finish)
+
+    def run(self, img: np.ndarray, *, stats: RunStats | None = None) -> np.ndarray:
+        """Restore one HxW / HxWxC image (uint8, uint16 or float in [0, 1]); same dtype and layout back."""
+        return self.run_batch([img], stats=stats)[0]
+
+    def run_batch(self, images: Sequence[np.ndarray], *, batch_size: int | None = None,
+                  stats: RunStats | None = None) -> list[np.ndarray]:
+        """Restore several images; inputs of the same shape and dtype (video frames) share the network
+        calls (each window of the tiler runs for up to ``batch_size`` of them at once; ``None``: all).
+        Returns the outputs in order; each equals ``run(image)`` up to float summation order."""
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be None or >= 1, got {batch_size}")
+        if stats is not None:
+            stats.precision = self.precision
+        prepared = [self._prepare(img) for img in images]
+        groups: dict[tuple[object, ...], list[_Job]] = {}
+        for p in prepared:
+            for job in p.jobs:
+                groups.setdefault((job.planes.shape, job.gray_mean, job.out.dtype), []).append(job)
+        for jobs in groups.values():
+            step = batch_size or len(jobs)
+            for k in range(0, len(jobs), step):
+                chunk = jobs[k:k + step]
+                planes = chunk[0].planes[None] if len(chunk) == 1 else np.stack([j.planes for j in chunk])
+                self._run_planes(planes, out=[j.out for j in chunk], gray_mean=chunk[0].gray_mean, stats=stats)
+                del planes
+        for p in prepared:
+            for step_fn in p.finish:
+                step_fn()
+        return [p.result() for p in prepared]
+
+
+def _merge_chroma(ycc: np.ndarray, y: np.ndarray, out: np.ndarray, scale: int, *, uint8_path: bool) -> None:
+    """Y-channel models: restored Y + bilinear Cr/Cb, back to RGB into ``out`` (uint8 RGB: dnn_superres's
+    uint8 conversion)."""
+    ycc_up = io.resize_bilinear(ycc, scale)
+    ycc_up[..., 0] = y[..., 0]
+    if uint8_path:
+        out[...] = io.ycrcb_full_to_rgb(ycc_up, np.uint8)
+    else:
+        tiling.store(out, io.ycrcb_full_to_rgb(ycc_up))
+
+
+def _attach_alpha(alpha: np.ndarray, out: np.ndarray, scale: int) -> None:
+    tiling.store(out, io.resize_bicubic(alpha, scale) if scale > 1 else alpha)

@@ -29,12 +29,16 @@ Two modes:
 
 With ``tile`` at least the image size there is one tile (the whole image) and both modes reduce to a plain
 whole-image forward pass.
+
+Batches: :func:`run_tiled` also takes NxHxWxC input (same-sized frames or planes). The plan is the same for
+all N images, and each window goes through the network for all of them in one call (a batch of N), so
+the device holds N windows' activations; the caller sizes the tile for that (``Restorer.auto_tile(n)``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -212,25 +216,82 @@ def store(dst: np.ndarray, src: np.ndarray) -> None:
         dst[...] = src
 
 
-def _forward_window(forward: Forward, x: np.ndarray, win: Box, scale: int) -> np.ndarray:
-    """Run one window (HxWxC float32 slice) and return its output as float32 HxWxC on the CPU."""
-    patch = np.ascontiguousarray(x[win.y0:win.y1, win.x0:win.x1].transpose(2, 0, 1))
-    y = forward(torch.from_numpy(patch)[None])
-    expected = (win.height * scale, win.width * scale)
-    if y.ndim != 4 or tuple(y.shape[-2:]) != expected:
-        raise ValueError(f"forward returned {tuple(y.shape)} for a {win.height}x{win.width} window; "
-                         f"expected (1, C, {expected[0]}, {expected[1]})")
-    out = y[0].detach().float().cpu().numpy().transpose(1, 2, 0)
+def _batched(x: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``(NxHxWxC view, was_single)`` for an HxWxC or NxHxWxC input."""
+    if x.ndim == 3:
+        return x[None], True
+    if x.ndim == 4:
+        return x, False
+    raise ValueError(f"expected an HxWxC or NxHxWxC array, got shape {x.shape}")
+
+
+def forward_windows(forward: Forward, x: np.ndarray, win: Box, scale: int) -> np.ndarray:
+    """Run one window of every image of the batch ``x`` (NxHxWxC float32) in one call; returns the
+    outputs as float32 NxHsxWsxC' on the CPU."""
+    patch = np.ascontiguousarray(x[:, win.y0:win.y1, win.x0:win.x1].transpose(0, 3, 1, 2))
+    return forward_batch(forward, patch, scale)
+
+
+def forward_batch(forward: Forward, patch: np.ndarray, scale: int) -> np.ndarray:
+    """``forward`` on an NCHW float32 array; checks the output shape, returns float32 NHWC on the CPU."""
+    n, _, h, w = patch.shape
+    y = forward(torch.from_numpy(patch))
+    expected = (n, h * scale, w * scale)
+    if y.ndim != 4 or (y.shape[0], *y.shape[-2:]) != expected:
+        raise ValueError(f"forward returned {tuple(y.shape)} for {n} window(s) of {h}x{w}; "
+                         f"expected ({n}, C, {expected[1]}, {expected[2]})")
+    out = y.detach().float().cpu().numpy().transpose(0, 2, 3, 1)
     del y
     return out
 
 
-def _alloc(out: np.ndarray | None, shape: tuple[int, int, int], dtype: np.dtype) -> np.ndarray:
+class OutputArrays:
+    """The output arrays of a (batched) run: given by the caller (an array / view, an NxHxWxC array or a
+    sequence of N arrays) or allocated on first use, when the network's channel count is known."""
+
+    def __init__(self, out: np.ndarray | Sequence[np.ndarray] | None, n: int, size: tuple[int, int],
+                 dtype: np.dtype, *, single: bool) -> None:
+        self.given, self.n, self.size, self.dtype, self.single = out, n, size, dtype, single
+        self.arrays: list[np.ndarray] | None = None
+        self.block: np.ndarray | None = None
+
+    def get(self, channels: int) -> list[np.ndarray]:
+        if self.arrays is not None:
+            return self.arrays
+        shape = (*self.size, channels)
+        if self.given is None:
+            self.block = np.empty((self.n, *shape), dtype=self.dtype)
+            self.arrays = list(self.block)
+            return self.arrays
+        arrays = [self.given] if isinstance(self.given, np.ndarray) and self.single else list(self.given)
+        if len(arrays) != self.n:
+            raise ValueError(f"{len(arrays)} output arrays for a batch of {self.n}")
+        for a in arrays:
+            if tuple(a.shape) != shape:
+                raise ValueError(f"output array has shape {tuple(a.shape)}, expected {shape}")
+        self.arrays = arrays
+        return arrays
+
+    def result(self) -> np.ndarray | Sequence[np.ndarray]:
+        if self.given is not None:
+            return self.given
+        assert self.block is not None
+        return self.block[0] if self.single else self.block
+
+
+def output_dtype(out: np.ndarray | Sequence[np.ndarray] | None, out_dtype: type[np.generic] | np.dtype) -> np.dtype:
     if out is None:
-        return np.empty(shape, dtype=dtype)
-    if tuple(out.shape) != shape:
-        raise ValueError(f"output array has shape {tuple(out.shape)}, expected {shape}")
-    return out
+        dtype = np.dtype(out_dtype)
+    elif isinstance(out, np.ndarray):
+        dtype = out.dtype
+    else:
+        dtypes = {np.dtype(a.dtype) for a in out}
+        if len(dtypes) != 1:
+            raise ValueError(f"output arrays of mixed dtypes {sorted(map(str, dtypes))}")
+        dtype = dtypes.pop()
+    if dtype not in (np.uint8, np.uint16, np.float32):
+        raise ValueError(f"unsupported output dtype {dtype}")
+    return dtype
 
 
 def _rows(tiles: list[Tile]) -> Iterator[list[Tile]]:
@@ -255,61 +316,57 @@ def run_tiled(
     multiple: int = 1,
     out_dtype: type[np.generic] | np.dtype = np.float32,
     feather: bool = False,
-    out: np.ndarray | None = None,
-) -> np.ndarray:
-    """Run ``forward`` over ``x`` (float32 HxWxC, CPU) tile by tile; returns the HsxWsxC' output array.
+    out: np.ndarray | Sequence[np.ndarray] | None = None,
+) -> np.ndarray | Sequence[np.ndarray]:
+    """Run ``forward`` over ``x`` tile by tile; returns the output array(s).
 
-    ``forward`` maps a float NCHW CPU tensor of one window to its NCHW output (any device, ``scale`` times
-    larger). The output goes into ``out`` (if given: a preallocated array or view of the right shape, e.g. a
-    channel slice) or a new array of ``out_dtype`` (uint8, uint16 or float32); integer outputs are
-    converted tile by tile exactly as :func:`restore.io.to_uint` converts a whole image.
+    ``x``: float32 HxWxC on the CPU, or NxHxWxC: a batch of same-sized images (frames, planes), every
+    window then goes through ``forward`` for all N images at once. ``forward`` maps a float NCHW CPU tensor
+    of windows to its NCHW output (any device, ``scale`` times larger). The output goes into ``out`` (if
+    given: for one image a preallocated array or view of the right shape, e.g. a channel slice; for a batch
+    an NxHsxWsxC' array or a sequence of N such arrays / views) or a new HsxWsxC' (NxHsxWsxC') array of
+    ``out_dtype`` (uint8, uint16 or float32); integer outputs are converted tile by tile exactly as
+    :func:`restore.io.to_uint` converts a whole image.
     """
-    if x.ndim != 3:
-        raise ValueError(f"expected an HxWxC array, got shape {x.shape}")
-    h, w = x.shape[:2]
-    dtype = np.dtype(out.dtype if out is not None else out_dtype)
-    if dtype not in (np.uint8, np.uint16, np.float32):
-        raise ValueError(f"unsupported output dtype {dtype}")
+    xb, single = _batched(x)
+    n, h, w = xb.shape[:3]
+    sink = OutputArrays(out, n, (h * scale, w * scale), output_dtype(out, out_dtype), single=single)
     tiles = plan_tiles(h, w, tile=tile, context=context, multiple=multiple, scale=scale, feather=feather)
     if not feather:
         for t in tiles:
-            y = _forward_window(forward, x, t.window, scale)
-            out = _alloc(out, (h * scale, w * scale, y.shape[2]), dtype)
+            y = forward_windows(forward, xb, t.window, scale)
             c, p = t.crop, t.paste
-            store(out[p.y0:p.y1, p.x0:p.x1], y[c.y0:c.y1, c.x0:c.x1])
-        assert out is not None
-        return out
-    return _run_feathered(forward, x, tiles, scale, dtype, out)
+            for dst, yi in zip(sink.get(y.shape[3]), y, strict=True):
+                store(dst[p.y0:p.y1, p.x0:p.x1], yi[c.y0:c.y1, c.x0:c.x1])
+        return sink.result()
+    _run_feathered(forward, xb, tiles, scale, sink)
+    return sink.result()
 
 
-def _run_feathered(
-    forward: Forward, x: np.ndarray, tiles: list[Tile], scale: int, dtype: np.dtype, out: np.ndarray | None
-) -> np.ndarray:
-    h, w = x.shape[:2]
+def _run_feathered(forward: Forward, x: np.ndarray, tiles: list[Tile], scale: int, sink: OutputArrays) -> None:
+    w = x.shape[2]
     rows = list(_rows(tiles))
     carry: np.ndarray | None = None
     for r, row in enumerate(rows):
         ry0, ry1 = row[0].paste.y0, row[0].paste.y1
         acc: np.ndarray | None = None
         for t in row:
-            y = _forward_window(forward, x, t.window, scale)
+            y = forward_windows(forward, x, t.window, scale)
             if acc is None:
-                out = _alloc(out, (h * scale, w * scale, y.shape[2]), dtype)
-                acc = np.zeros((ry1 - ry0, w * scale, y.shape[2]), dtype=np.float32)
+                acc = np.zeros((y.shape[0], ry1 - ry0, w * scale, y.shape[3]), dtype=np.float32)
                 if carry is not None:
-                    acc[: carry.shape[0]] += carry
+                    acc[:, : carry.shape[1]] += carry
             top, bottom, left, right = t.ramps
-            wy = axis_weights(y.shape[0], top, bottom, scale)
-            wx = axis_weights(y.shape[1], left, right, scale)
-            y *= wy[:, None, None]
-            y *= wx[None, :, None]
-            acc[:, t.paste.x0:t.paste.x1] += y
-        assert acc is not None and out is not None
+            wy = axis_weights(y.shape[1], top, bottom, scale)
+            wx = axis_weights(y.shape[2], left, right, scale)
+            y *= wy[None, :, None, None]
+            y *= wx[None, None, :, None]
+            acc[:, :, t.paste.x0:t.paste.x1] += y
+        assert acc is not None
         done = rows[r + 1][0].paste.y0 if r + 1 < len(rows) else ry1
-        store(out[ry0:done], acc[: done - ry0])
-        carry = acc[done - ry0:].copy() if done < ry1 else None
-    assert out is not None
-    return out
+        for dst, a in zip(sink.get(acc.shape[3]), acc, strict=True):
+            store(dst[ry0:done], a[: done - ry0])
+        carry = acc[:, done - ry0:].copy() if done < ry1 else None
 
 
 def tile_for_budget(budget_bytes: float, bytes_per_px: float, context: int, multiple: int = 1,

@@ -207,7 +207,7 @@ class RestoreSRModel(SRModel):
         metrics = self.opt["val"].get("metrics") or {}
         fns = {"calculate_psnr": calculate_psnr, "calculate_ssim": calculate_ssim}
         net = self.eval_net()
-        runner = Restorer(net, device=self.device)
+        runner = Restorer(net, device=self.device, precision="fp32")
         sums = dict.fromkeys(metrics, 0.0)
         try:
             for i in range(len(dataset)):

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +20,6 @@ from restore.archs.cfsr import (
 from tests.conftest import shared_path
 
 OFFICIAL_PARAMS = {2: 291_324, 3: 297_819, 4: 306_912}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Small CPU forwards run fastest single-threaded (oversubscribed, far slower); restored after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @torch.no_grad()

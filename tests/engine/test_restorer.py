@@ -4,7 +4,6 @@ every colour path (rgb, gray, y_full, alpha) tiled. CPU only, tiny seeded models
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -18,14 +17,6 @@ from restore.archs.imdn import IMDN_RTC, IMDN_RTE
 from restore.engine import restorer as restorer_mod
 from restore.engine import tiling
 from restore.engine.restorer import Restorer, bytes_per_pixel, is_oom
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _rtc() -> nn.Module:
@@ -65,7 +56,8 @@ class _Wrap(nn.Module):
 def test_defaults_and_forward_tensor_unchanged() -> None:
     model = _rtc()
     r = Restorer(model)
-    assert r.tile is None and r.device == torch.device("cpu") and r.meta == model.meta
+    assert r.tile is None and r.device == torch.device("cpu") and r.meta == model.meta  # "auto", no CUDA
+    assert r.precision == "fp32" and r.low_model is None  # precision="auto" on the CPU
     x = torch.rand(1, 3, 11, 7)
     y = r.forward_tensor(x)
     assert y.shape == (1, 3, 22, 14)
@@ -77,6 +69,13 @@ def test_defaults_and_forward_tensor_unchanged() -> None:
 def test_bad_tile_rejected(tile: object) -> None:
     with pytest.raises(ValueError, match="tile"):
         Restorer(_rtc(), tile=tile)  # type: ignore[arg-type]
+
+
+def test_good_tiles_accepted() -> None:
+    for tile in (None, 1, np.int64(8), "auto", "acs"):
+        assert Restorer(_rtc(), device="cpu", tile=tile).tile == tile  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="acs_min_size"):
+        Restorer(_rtc(), tile="acs", acs_min_size=0)
 
 
 def test_bad_overlap_rejected() -> None:

@@ -4,7 +4,7 @@ global-statistics networks, and memory bounds. CPU only, tiny seeded models."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import cache
 
 import numpy as np
@@ -28,14 +28,6 @@ from tests.conftest import shared_path
 
 FAST = settings(max_examples=6, deadline=None, derandomize=True)
 PLAN = settings(max_examples=150, deadline=None, derandomize=True)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _planes(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
