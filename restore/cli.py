@@ -175,7 +175,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(info))
     else:
         for k, v in info.items():
-            print(f"{k:>16}: {v}")
+            for i, line in enumerate(v if isinstance(v, list) else [v]):
+                print(f"{k:>16}: {line}" if i == 0 else f"{'':>16}  {line}")
     return 0
 
 
@@ -183,6 +184,15 @@ def cmd_models(args: argparse.Namespace) -> int:
     from restore.registry import FAMILIES, family_module
     from restore.weights import shipped_models
 
+    if args.zoo:
+        from restore.zoo import spandrel_version, zoo_architectures
+
+        names = zoo_architectures()  # ModelLoadError naming the extra when spandrel is absent
+        print(f"{len(names)} architectures through spandrel {spandrel_version()}, used when no restore family "
+              f"matches a checkpoint (receptive field unknown: tiles are feathered):")
+        for name in names:
+            print(f"  {name}")
+        return 0
     models = shipped_models()
     if models:
         print(f"{'name':<24} {'task':<8} {'scale':>5} {'params':>9}  PSNR")
@@ -241,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("models", help="list shipped models and the supported architecture families")
+    p.add_argument("--zoo", action="store_true",
+                   help="list the other architectures loadable through spandrel (optional extra restore[zoo])")
     p.set_defaults(func=cmd_models)
 
     from restore.train.cli import add_export_parser, add_train_parser

@@ -89,21 +89,78 @@ def build_from_state_dict(state_dict: Mapping[str, torch.Tensor], *, source: str
     return model.eval()
 
 
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """:func:`read_state_dict`, plus ``.safetensors`` files (through the optional zoo extra)."""
+    p = Path(path)
+    if p.suffix.lower() == ".safetensors" and p.is_file():
+        from restore import zoo
+
+        return strip_prefix(zoo.read_safetensors(str(p)), "module.")
+    return read_state_dict(p)
+
+
+def resolve(state_dict: Mapping[str, torch.Tensor], *, source: str = "state dict") -> tuple[nn.Module, dict[str, str]]:
+    """The model for ``state_dict`` (weights loaded, eval mode) and which loader recognised it.
+
+    restore's own families come first and are authoritative: when one recognises the dict, its strict load
+    either succeeds or raises; the fallback is never consulted. Only when no family matches is the
+    optional spandrel zoo asked (:mod:`restore.zoo`); without spandrel installed the error says which
+    extra to install.
+    """
+    from restore.registry import FAMILIES, detect_all
+
+    found = detect_all(state_dict)
+    if len(found) == 1:
+        det = found[0]
+        model = det.build()
+        try:
+            model.load_state_dict(dict(det.state_dict), strict=True)
+        except RuntimeError as e:
+            raise ModelLoadError(f"{source}: detected {det.description} but strict load failed: {e}") from None
+        return model.eval(), {"loader": "restore", "detected": det.description}
+    if found:
+        raise ModelLoadError(f"{source}: ambiguous, matches {[d.family for d in found]}")
+    from restore import zoo
+
+    if not zoo.available():
+        sample = ", ".join(f"{k} {tuple(v.shape)}" for k, v in list(state_dict.items())[:4])
+        raise ModelLoadError(
+            f"{source}: unrecognised architecture (known families: {', '.join(FAMILIES)}); "
+            f"first keys: {sample or '(empty)'}. Other architectures (ESRGAN, SwinIR, HAT, OmniSR, ...) load "
+            f"through the optional model zoo: {zoo.INSTALL_HINT}"
+        )
+    model = zoo.from_state_dict(state_dict, source=source)
+    return model, {"loader": "spandrel", "detected": f"{model.description()} via spandrel {zoo.spandrel_version()}"}
+
+
+def tiling_note(receptive_field: int | None, *, loader: str) -> str:
+    """How the engine tiles a model with this receptive field (for ``restore info``)."""
+    if receptive_field is not None:
+        return f"exact (receptive field {receptive_field} px)"
+    return "feathered (receptive field unknown)" if loader != "restore" else "feathered (global statistics)"
+
+
 def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
-    """Build the network stored in ``path`` (strict load, eval mode) with its ``meta`` attached."""
-    model = build_from_state_dict(read_state_dict(path), source=str(path))
+    """Build the network stored in ``path`` (strict load, eval mode) with its ``meta`` attached.
+
+    restore's families first; architectures none of them knows go to the optional spandrel zoo.
+    """
+    model, _ = resolve(read_weights(path), source=str(path))
     for p in model.parameters():
         p.requires_grad_(False)
     return model.to(device)
 
 
 def describe(path: str | Path) -> dict[str, object]:
-    """What the loader recognises in ``path`` (for ``restore info``)."""
-    sd = read_state_dict(path)
-    det = detect(sd, source=str(path))
-    model = det.build()
-    model.load_state_dict(dict(det.state_dict), strict=True)
-    return {"file": str(path), "loader": "restore", "detected": det.description, **model.meta.to_dict()}
+    """What the loader recognises in ``path`` (for ``restore info``): which loader, what it detected, how the
+    engine will tile it, the defaults assumed for zoo models, and the model's metadata."""
+    model, found = resolve(read_weights(path), source=str(path))
+    meta = model.meta
+    info: dict[str, object] = {"file": str(path), **found,
+                               "tiling": tiling_note(meta.receptive_field, loader=found["loader"])}
+    if found["loader"] != "restore":
+        info["assumed"] = list(model.assumptions())
+    return {**info, **meta.to_dict()}
 
 
 # ------------------------------------------------------------------------------------------ shipped weights

@@ -1,0 +1,72 @@
+"""The installed ``restore`` console script, run as a user would (subprocess)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from restore import io
+from restore.archs.espcn import ESPCN
+from restore.archs.span import SPAN
+
+
+def _exe() -> str:
+    exe = Path(sys.executable).parent / "restore"
+    found = str(exe) if exe.exists() else shutil.which("restore")
+    if found is None:
+        pytest.skip("the restore console script is not installed (pip install -e .)")
+    return found
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([_exe(), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+@pytest.fixture()
+def workdir(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    io.write_image(tmp_path / "in" / "a.png", rng.integers(0, 256, (37, 41, 3), dtype=np.uint8))
+    io.write_image(tmp_path / "in" / "b.png", rng.integers(0, 65536, (20, 24), dtype=np.uint16))
+    (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    torch.save(ESPCN(scale=2).state_dict(), tmp_path / "espcn.pth")
+    torch.save(SPAN(feature_channels=26, upscale=2, form="deploy").state_dict(), tmp_path / "span.pth")
+    return tmp_path
+
+
+def test_folder_upscale_reports_failures_and_keeps_going(workdir: Path) -> None:
+    r = _run("upscale", "in", "--weights", "espcn.pth", "-o", "out", "--scale", "2", cwd=workdir)
+    assert r.returncode == 1, r.stderr  # one input failed, the others are done
+    assert "Traceback" not in r.stderr and "broken.png" in r.stderr
+    a, b = io.read_image(workdir / "out" / "a_x2.png"), io.read_image(workdir / "out" / "b_x2.png")
+    assert a.shape == (74, 82, 3) and a.dtype == np.uint8
+    assert b.shape == (40, 48) and b.dtype == np.uint16  # gray 16-bit stays gray 16-bit
+    assert "2 image(s) written" in r.stdout and "1 failed" in r.stdout
+    assert not (workdir / "out" / "broken_x2.png").exists()
+    again = _run("upscale", "in/a.png", "--weights", "espcn.pth", "-o", "out", cwd=workdir)
+    assert again.returncode == 0 and "exists (use --overwrite)" in again.stderr
+
+
+def test_tiled_equals_whole_through_the_cli(workdir: Path) -> None:
+    for tile, name in (("0", "whole.png"), ("16", "tiled.png")):
+        r = _run("upscale", "in/a.png", "--weights", "span.pth", "--tile", tile, "-o", name,
+                 "--precision", "fp32", "--device", "cpu", cwd=workdir)
+        assert r.returncode == 0, r.stderr
+    whole, tiled = io.read_image(workdir / "whole.png"), io.read_image(workdir / "tiled.png")
+    assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1
+
+
+def test_usage_errors_exit_2_with_one_line(workdir: Path) -> None:
+    r = _run("upscale", "in/a.png", "--weights", "espcn.pth", "--scale", "4", cwd=workdir)
+    assert r.returncode == 2 and "model is x2" in r.stderr and "Traceback" not in r.stderr
+    r = _run("upscale", "in/a.png", cwd=workdir)
+    assert r.returncode == 2 and "--weights" in r.stderr
+    r = _run("denoise", "in/a.png", "--weights", "espcn.pth", cwd=workdir)
+    assert r.returncode == 2 and "restore upscale" in r.stderr
+    r = _run("upscale", "in/a.png", "--weights", "espcn.pth", "--tile", "3", cwd=workdir)
+    assert r.returncode == 2
