@@ -259,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_parser(sub)
     add_export_parser(sub)
+
+    from restore.web_cli import add_web_parser
+
+    add_web_parser(sub)
     return ap
 
 

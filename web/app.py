@@ -1,0 +1,764 @@
+"""Gradio demo of restore: ``restore web [--host 127.0.0.1] [--port 7860] [--weights-dir DIR]``.
+
+A thin layer over the Python API: :func:`restore.load_model` builds the network, :class:`restore.Restorer`
+runs it, :mod:`restore.io` decodes uploads and writes results, and the video tab calls
+:func:`restore.engine.video.upscale_video` when that module (and PyAV) can be imported. Nothing here knows
+about architectures; the page only picks a checkpoint, passes the user's settings through and shows the
+result.
+
+Models offered: the shipped models (``restore.weights.shipped_models()``), every checkpoint in ``--weights-dir``
+(``.pth``/``.pt``/``.pb``/``.safetensors``; a ``<stem>.json`` next to one may give ``{"psnr": {"Set5": 32.1},
+"sigma": "25", "name": "..."}``) and checkpoints uploaded in the page (kept for that browser session only).
+The task / scale / noise-level controls filter that list; parameters and PSNR (when known) are shown.
+
+Image tab: the result is shown in a before/after slider at the same zoom (the input is enlarged with
+nearest-neighbour to the output size, so its pixels stay visible); the full-resolution result is a PNG
+written by :func:`restore.io.write_image` (16-bit input stays 16-bit, ICC/EXIF kept). The time shown is the
+engine's run time.
+
+Offline and bounded: no analytics (see :mod:`web`), no share link, no server-side rendering, a theme that
+uses system fonts only (no font downloads); uploads are limited in bytes (Gradio refuses larger ones, and
+the handlers check again) and in pixels (checked from the header before decoding); one inference runs at a
+time across both tabs (a shared concurrency id) behind a bounded queue. Every error a user can cause is
+shown in the page as one line (``gr.Error``, server paths stripped); unexpected ones are logged with their
+traceback on the server and shown as one line too.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import logging
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from io import BytesIO
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from restore import io
+
+log = logging.getLogger(__name__)
+
+TASKS = (("Upscale", "sr"), ("Denoise", "denoise"))
+SCALES = (2, 3, 4)
+SIGMAS = ("15", "25", "50")
+TILES = ("auto", "none", "64", "128", "256", "512")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".pb", ".safetensors")
+IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"]
+MODEL_CACHE_SIZE = 3
+RUN_DIR_MAX_AGE_S = 2 * 3600
+CONCURRENCY_ID = "inference"
+
+SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial",
+                "sans-serif"]
+MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace"]
+CSS = """
+#status, #video-status {min-height: 2.5em}
+#model-info, #input-info {font-size: 0.9em}
+footer {visibility: visible}
+"""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for. ``max_pixels``: input width x height (images); video frames are limited
+    by ``max_video_pixels`` and only the first ``max_video_frames`` frames are processed. Previews in the
+    slider are downscaled (both sides alike) above ``preview_max_pixels``; the download is always full size."""
+
+    max_upload_bytes: int = 50 * 2**20
+    max_pixels: int = 4_000_000
+    max_video_frames: int = 300
+    max_video_pixels: int = 1280 * 720
+    preview_max_pixels: int = 8_000_000
+    queue_size: int = 8
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model the page offers; ``key`` (the checkpoint's absolute path) is the dropdown value."""
+
+    key: str
+    name: str
+    source: str  # "shipped" | "weights folder" | "uploaded"
+    task: str  # "sr" | "denoise"
+    scale: int
+    family: str = ""
+    variant: str = ""
+    params: int = 0
+    sigma: str | None = None
+    psnr: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def label(self) -> str:
+        what = f"x{self.scale}" if self.task == "sr" else f"denoise σ{self.sigma or '?'}"
+        psnr = f" · {self.psnr[0][0]} {self.psnr[0][1]:.2f} dB" if self.psnr else ""
+        return f"{self.name} · {what} · {_short_count(self.params)} params{psnr}"
+
+    def markdown(self) -> str:
+        task = f"super-resolution ×{self.scale}" if self.task == "sr" else (
+            f"denoising (σ {self.sigma})" if self.sigma else "denoising")
+        arch = f"{self.family} {self.variant}".strip() or "unknown architecture"
+        psnr = ", ".join(f"{k} {v:.2f} dB" for k, v in self.psnr) if self.psnr else "not measured"
+        return (f"**{self.name}** — {arch}, {task}  \n{self.params:,} parameters · PSNR: {psnr} · "
+                f"source: {self.source}")
+
+
+# ------------------------------------------------------------------------------------------ small helpers
+
+
+def _short_count(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1e6:.1f}M"
+    return f"{n / 1e3:.1f}k" if n >= 1000 else str(n)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+_ABS_DIRS = re.compile(r"(?<![\w.])/(?:[^\s/:'\"]+/)+")
+
+
+def tidy_message(msg: str) -> str:
+    """One line, without the server's directories (``/tmp/gradio/ab12/photo.png`` -> ``photo.png``)."""
+    return _ABS_DIRS.sub("", msg.strip().splitlines()[0] if msg.strip() else msg)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from restore.weights import ModelLoadError
+
+    return (io.ImageReadError, ModelLoadError, ValueError, FileNotFoundError, OSError)
+
+
+def readable_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn everything a handler raises into a one-line ``gr.Error`` shown in the page (never a traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from restore.engine.restorer import is_oom
+
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except MemoryError:
+            raise gr.Error("Out of memory: try a smaller tile size or a smaller input.", print_exception=False) \
+                from None
+        except RuntimeError as e:
+            if is_oom(e):
+                raise gr.Error("Out of memory: try a smaller tile size or a smaller input.",
+                               print_exception=False) from None
+            log.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error(f"Unexpected error: {tidy_message(_first_line(e))}", print_exception=False) from None
+        except _user_errors() as e:
+            raise gr.Error(tidy_message(_first_line(e)), print_exception=False) from None
+        except Exception as e:
+            log.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error(f"Unexpected error ({type(e).__name__}): {tidy_message(_first_line(e))}",
+                           print_exception=False) from None
+
+    return wrapper
+
+
+def parse_tile(value: str | int | None) -> int | str | None:
+    """``"auto"`` / ``"none"`` / a number of LR pixels, as :class:`restore.Restorer` takes it."""
+    if value is None or value == "none":
+        return None
+    if value == "auto":
+        return "auto"
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"tile size must be 'auto', 'none' or a number of pixels, not {value!r}") from None
+    if n < 16:
+        raise ValueError("tile size must be at least 16 pixels")
+    return n
+
+
+def _megapixels(n: int) -> str:
+    return f"{n / 1e6:.1f} MP"
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the image header without decoding the pixels; None when Pillow cannot tell."""
+    from PIL import Image
+
+    try:
+        with Image.open(BytesIO(data)) as im:
+            return int(im.size[0]), int(im.size[1])
+    except Exception:  # the decoder proper reports what is wrong with the file
+        return None
+
+
+def enlarge_nearest(img: np.ndarray, scale: int) -> np.ndarray:
+    """Each pixel repeated ``scale`` x ``scale`` times (the 'before' side of the comparison)."""
+    if scale == 1:
+        return img
+    return np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
+
+
+def preview(img: np.ndarray, max_pixels: int) -> np.ndarray:
+    """8-bit copy for the browser, downscaled (area) when over ``max_pixels``."""
+    import cv2
+
+    out = img if img.dtype == np.uint8 else io.to_uint(io.to_float(img), np.uint8)
+    h, w = out.shape[:2]
+    if h * w > max_pixels:
+        f = (max_pixels / (h * w)) ** 0.5
+        out = cv2.resize(out, (max(1, int(w * f)), max(1, int(h * f))), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def before_preview(img: np.ndarray, out_shape: tuple[int, ...], max_pixels: int) -> np.ndarray:
+    """The 'before' side: the input at the output's size (nearest-neighbour, its pixels stay visible), 8-bit,
+    at the same size as :func:`preview` of the output (resized straight to that size when it is downscaled,
+    so a full-size enlarged copy is never built)."""
+    import cv2
+
+    small = preview(img, img.shape[0] * img.shape[1])  # 8-bit, not resized
+    oh, ow = out_shape[:2]
+    if oh * ow <= max_pixels:
+        return enlarge_nearest(small, oh // img.shape[0])
+    f = (max_pixels / (oh * ow)) ** 0.5
+    return cv2.resize(small, (max(1, int(ow * f)), max(1, int(oh * f))), interpolation=cv2.INTER_NEAREST)
+
+
+def add_gaussian_noise(img: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
+    """Seeded Gaussian noise of ``sigma`` (0-255 scale) on the colour channels, same dtype back (a demo aid:
+    lets people try a denoiser on a clean photo)."""
+    rng = np.random.default_rng(seed)
+    x = io.to_float(img)
+    colour = x[..., :-1] if x.ndim == 3 and x.shape[2] in (2, 4) else x
+    colour += rng.normal(0.0, sigma / 255.0, colour.shape).astype(np.float32)
+    if np.issubdtype(img.dtype, np.integer):
+        return io.to_uint(x, img.dtype.type)
+    return np.clip(x, 0.0, 1.0)
+
+
+def make_example() -> np.ndarray:
+    """A small photo to try the demo without uploading: scikit-image's bundled 'chelsea' (public domain),
+    halved so that x2 brings it back to its size; a synthetic pattern if scikit-image cannot provide it."""
+    import cv2
+
+    try:
+        from skimage import data as skdata
+
+        img = skdata.chelsea()
+        return cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    except Exception:  # pragma: no cover - scikit-image is a core dependency
+        yy, xx = np.mgrid[0:150, 0:225].astype(np.float32)
+        r = 0.5 + 0.5 * np.sin(np.hypot(xx - 112, yy - 75) / 6.0)
+        return (np.stack([r, xx / 225, yy / 150], -1) * 255).astype(np.uint8)
+
+
+def video_module() -> ModuleType | None:
+    """:mod:`restore.engine.video` when it and PyAV import and it has ``upscale_video``; else None."""
+    try:
+        import av  # noqa: F401
+
+        from restore.engine import video
+    except ImportError:
+        return None
+    return video if hasattr(video, "upscale_video") and hasattr(io, "probe_video") else None
+
+
+# ------------------------------------------------------------------------------------------ model catalogue
+
+
+def _sidecar(path: Path) -> dict[str, Any]:
+    p = path.with_suffix(".json")
+    if not p.is_file():
+        return {}
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError):
+        log.warning("%s: not valid JSON, ignored", p)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _psnr(value: object) -> tuple[tuple[str, float], ...]:
+    if not isinstance(value, dict):
+        return ()
+    out = []
+    for k, v in value.items():
+        try:
+            out.append((str(k), float(v)))
+        except (TypeError, ValueError):
+            continue
+    return tuple(out)
+
+
+def entry_from_file(path: str | Path, *, source: str, name: str | None = None) -> ModelEntry:
+    """Describe a checkpoint by loading it (:func:`restore.weights.describe`), plus its optional sidecar."""
+    from restore.weights import describe
+
+    p = Path(path)
+    info = describe(p)
+    extra = _sidecar(p)
+    sigma = extra.get("sigma")
+    return ModelEntry(key=str(p.resolve()), name=str(extra.get("name") or name or p.name), source=source,
+                      task=str(info["task"]), scale=int(info["scale"]), family=str(info.get("family", "")),
+                      variant=str(info.get("variant", "")), params=int(info.get("params", 0)),
+                      sigma=None if sigma is None else str(sigma), psnr=_psnr(extra.get("psnr")))
+
+
+def shipped_entries() -> list[ModelEntry]:
+    """The shipped models, from the manifest (loading a checkpoint only where the manifest is silent)."""
+    from restore.weights import SHIPPED_DIR, shipped_models
+
+    entries = []
+    for m in shipped_models():
+        path = SHIPPED_DIR / str(m["file"])
+        try:
+            if "task" in m and "params" in m:
+                sigma = m.get("sigma")
+                entries.append(ModelEntry(
+                    key=str(path.resolve()), name=str(m.get("name", path.name)), source="shipped",
+                    task=str(m["task"]), scale=int(m.get("scale", 1)), family=str(m.get("family", "")),
+                    variant=str(m.get("variant", "")), params=int(m["params"]),
+                    sigma=None if sigma is None else str(sigma), psnr=_psnr(m.get("psnr"))))
+            else:
+                e = entry_from_file(path, source="shipped", name=str(m.get("name", path.name)))
+                entries.append(replace(e, psnr=_psnr(m["psnr"])) if m.get("psnr") else e)
+        except (ValueError, OSError, KeyError) as err:
+            log.warning("shipped model %s skipped: %s", m.get("name"), _first_line(err))
+    return entries
+
+
+def scan_weights_dir(folder: str | Path) -> tuple[list[ModelEntry], list[str]]:
+    """Every loadable checkpoint directly in ``folder``, and one line per file that was skipped (and why)."""
+    d = Path(folder)
+    if not d.is_dir():
+        raise FileNotFoundError(f"--weights-dir {d}: not a directory")
+    entries, skipped = [], []
+    for p in sorted(d.iterdir()):
+        if not (p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES):
+            continue
+        try:
+            entries.append(entry_from_file(p, source="weights folder"))
+        except (ValueError, OSError, RuntimeError) as e:
+            msg = tidy_message(_first_line(e))
+            skipped.append(msg if msg.startswith(p.name) else f"{p.name}: {msg}")
+    return entries, skipped
+
+
+def filter_models(entries: Sequence[ModelEntry], task: str, scale: int | str | None,
+                  sigma: str | None) -> list[ModelEntry]:
+    """Models for ``task`` at ``scale`` (SR) or trained for noise level ``sigma`` (denoisers with an unknown or
+    'blind' level are offered for every level)."""
+    if task == "sr":
+        return [e for e in entries if e.task == "sr" and (scale in (None, "") or e.scale == int(scale))]
+    return [e for e in entries if e.task == "denoise" and (e.sigma in (None, "blind") or e.sigma == sigma)]
+
+
+# ------------------------------------------------------------------------------------------ the app
+
+
+class DemoApp:
+    """The page's state and handlers (plain methods, so they can be tested without a browser)."""
+
+    def __init__(self, *, weights_dir: str | Path | None = None, device: str = "auto", limits: Limits | None = None,
+                 workdir: str | Path | None = None) -> None:
+        self.limits = limits or Limits()
+        self.device = device
+        if workdir is None:
+            workdir = tempfile.mkdtemp(prefix="restore-web-")
+            atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.models: list[ModelEntry] = shipped_entries()
+        self.skipped: list[str] = []
+        if weights_dir is not None:
+            found, self.skipped = scan_weights_dir(weights_dir)
+            self.models += found
+        self.video = video_module()
+        self._cache: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def device_name(self) -> str:
+        from restore.engine.restorer import resolve_device
+
+        dev = resolve_device(self.device)
+        if dev.type == "cuda":
+            import torch
+
+            return f"cuda: {torch.cuda.get_device_name(dev)}"
+        return dev.type
+
+    # ---------------------------------------------------------------------------- models
+
+    def all_models(self, uploads: dict[str, ModelEntry] | None = None) -> list[ModelEntry]:
+        return self.models + list((uploads or {}).values())
+
+    def lookup(self, key: str | None, uploads: dict[str, ModelEntry] | None = None) -> ModelEntry:
+        if not key:
+            raise gr.Error("No model selected: pick one in the Model list (or add a checkpoint).",
+                           print_exception=False)
+        for e in self.all_models(uploads):
+            if e.key == key:
+                return e
+        raise gr.Error("Pick a model from the Model list.", print_exception=False)
+
+    def model(self, entry: ModelEntry) -> Any:
+        """The loaded network (a few kept in memory, least recently used dropped first)."""
+        from restore import load_model
+
+        with self._lock:
+            m = self._cache.pop(entry.key, None)
+            if m is None:
+                m = load_model(entry.key)
+            self._cache[entry.key] = m
+            while len(self._cache) > MODEL_CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return m
+
+    def default_selection(self) -> tuple[str, int, str | None]:
+        """Initial (task, scale, model key): the first SR model's scale, else the first denoiser."""
+        sr = [e for e in self.models if e.task == "sr"]
+        if sr:
+            return "sr", sr[0].scale, sr[0].key
+        dn = [e for e in self.models if e.task == "denoise"]
+        return ("denoise", 2, dn[0].key) if dn else ("sr", 2, None)
+
+    def no_model_text(self, task: str, scale: int | str | None, sigma: str | None) -> str:
+        what = f"×{scale} upscaling" if task == "sr" else f"denoising at σ {sigma}"
+        hint = "put checkpoints in the folder given to `restore web --weights-dir DIR`, or add one below"
+        return f"No model for {what} yet: {hint}."
+
+    def refresh_models(self, task: str, scale: int | str | None, sigma: str | None, current: str | None,
+                       uploads: dict[str, ModelEntry] | None = None) -> tuple[Any, str, Any, Any]:
+        """Task / scale / noise level changed: the matching models (keeping the current one when it still
+        matches), its description, and which of the scale / noise controls are shown."""
+        matches = filter_models(self.all_models(uploads), task, scale, sigma)
+        keys = [e.key for e in matches]
+        value = current if current in keys else (keys[0] if keys else None)
+        info = self.model_info(value, uploads) if value else self.no_model_text(task, scale, sigma)
+        return (gr.update(choices=[(e.label, e.key) for e in matches], value=value), info,
+                gr.update(visible=task == "sr"), gr.update(visible=task == "denoise"))
+
+    def model_info(self, key: str | None, uploads: dict[str, ModelEntry] | None = None) -> str:
+        if not key:
+            return "No model selected."
+        entry = next((e for e in self.all_models(uploads) if e.key == key), None)
+        return entry.markdown() if entry else "No model selected."
+
+    @readable_errors
+    def add_checkpoint(self, path: str | None, uploads: dict[str, ModelEntry] | None,
+                       task: str, scale: int, sigma: str) -> tuple[Any, ...]:
+        """A checkpoint uploaded in the page: describe it, keep it for this session and select it (switching
+        task / scale to the model's)."""
+        uploads = dict(uploads or {})
+        if not path:
+            return (uploads, *(gr.update() for _ in range(6)), "")
+        p = Path(path)
+        self._check_upload_size(p, "checkpoint")
+        entry = entry_from_file(p, source="uploaded", name=p.name)
+        uploads[entry.key] = entry
+        task = entry.task
+        if task == "sr":
+            scale = entry.scale
+        elif entry.sigma in SIGMAS:
+            sigma = entry.sigma
+        dropdown, info, scale_update, noise_update = self.refresh_models(task, scale, sigma, entry.key, uploads)
+        note = f"Added **{entry.name}** ({entry.family} {entry.variant}) for this session."
+        return (uploads, gr.update(value=task), {**scale_update, "value": scale}, noise_update, gr.update(value=sigma),
+                dropdown, info, note)
+
+    # ---------------------------------------------------------------------------- images
+
+    def _check_upload_size(self, p: Path, what: str) -> None:
+        size = p.stat().st_size
+        limit = self.limits.max_upload_bytes
+        if size > limit:
+            raise gr.Error(f"{p.name}: the {what} is {size / 2**20:.1f} MB; this demo accepts up to "
+                           f"{limit / 2**20:.0f} MB.", print_exception=False)
+
+    def read_upload(self, path: str | Path) -> tuple[np.ndarray, io.ImageInfo]:
+        """Decode an uploaded image with :func:`restore.io.decode_image` after the byte and pixel limits."""
+        p = Path(path)
+        self._check_upload_size(p, "file")
+        data = p.read_bytes()
+        size = header_size(data)
+        if size is not None:
+            self._check_pixels(p.name, *size)
+        img, info = io.decode_image(data, name=p.name)
+        self._check_pixels(p.name, info.width, info.height)
+        return img, info
+
+    def _check_pixels(self, name: str, w: int, h: int) -> None:
+        limit = self.limits.max_pixels
+        if w * h > limit:
+            raise gr.Error(f"{name} is {w}×{h} ({_megapixels(w * h)}); this demo accepts images up to "
+                           f"{_megapixels(limit)}. Crop or downscale it, or use `restore upscale` on the command "
+                           f"line for large images.", print_exception=False)
+
+    def example_image(self) -> str:
+        """Path of the bundled example photo (written once into the work folder)."""
+        p = self.workdir / "example_chelsea.png"
+        if not p.exists():
+            io.write_image(p, make_example())
+        return str(p)
+
+    @readable_errors
+    def inspect_image(self, path: str | None) -> tuple[str | None, str]:
+        """An upload arrived: a preview and one line about it (or a readable error)."""
+        if not path:
+            return None, "Upload an image (PNG, JPEG, WebP, TIFF, BMP) or try the example."
+        img, info = self.read_upload(path)
+        run_dir = self._new_run_dir()
+        shown = io.write_image(run_dir / "input_preview.png", preview(img, self.limits.preview_max_pixels))
+        alpha = " + alpha" if info.has_alpha else ""
+        notes = f" · {'; '.join(info.notes)}" if info.notes else ""
+        return str(shown), (f"**{Path(path).name}** · {info.width}×{info.height} · {info.format} · "
+                            f"{info.bit_depth}-bit {'gray' if info.channels in (1, 2) else 'RGB'}{alpha}{notes}")
+
+    def _new_run_dir(self) -> Path:
+        self._sweep()
+        return Path(tempfile.mkdtemp(prefix="run-", dir=self.workdir))
+
+    def _sweep(self) -> None:
+        """Remove results older than :data:`RUN_DIR_MAX_AGE_S` (the work folder never grows without bound)."""
+        now = time.time()
+        for d in self.workdir.glob("run-*"):
+            try:
+                if now - d.stat().st_mtime > RUN_DIR_MAX_AGE_S:
+                    shutil.rmtree(d, ignore_errors=True)
+            except OSError:
+                continue
+
+    @readable_errors
+    def run_image(self, path: str | None, task: str, key: str | None, tile: str, precision: str, sigma: str,
+                  add_noise: bool, uploads: dict[str, ModelEntry] | None = None) -> tuple[Any, Any, str]:
+        """Restore the uploaded image: (before/after pair for the slider, download button, status line)."""
+        from restore.engine.restorer import Restorer, RunStats
+
+        if not path:
+            raise gr.Error("Upload an image first (or press “Use the example photo”).", print_exception=False)
+        entry = self.lookup(key, uploads)
+        img, info = self.read_upload(path)
+        noisy = task == "denoise" and add_noise
+        if noisy:
+            img = add_gaussian_noise(img, float(sigma))
+        restorer = Restorer(self.model(entry), device=self.device, tile=parse_tile(tile), precision=precision)
+        stats = RunStats()
+        t0 = time.perf_counter()
+        out = restorer.run(img, stats=stats)
+        seconds = time.perf_counter() - t0
+
+        run_dir = self._new_run_dir()
+        stem = Path(path).stem
+        suffix = f"x{entry.scale}" if entry.task == "sr" else "denoised"
+        result = io.write_image(run_dir / f"{stem}_{suffix}.png", out, info=info)
+        pmax = self.limits.preview_max_pixels
+        after_p = io.write_image(run_dir / "after.png", preview(out, pmax))
+        before_p = io.write_image(run_dir / "before.png", before_preview(img, out.shape, pmax))
+
+        h, w = img.shape[:2]
+        oh, ow = out.shape[:2]
+        bits = 16 if out.dtype == np.uint16 else 8
+        tiles = f"tiles of {stats.tiles[-1]} px" if stats.tiles and stats.tiles[-1] < max(h, w) else "whole image"
+        extra = []
+        if noisy:
+            extra.append(f"Gaussian noise σ {sigma} added to the input first")
+        if stats.fp32_retries:
+            extra.append(f"{stats.fp32_retries} tile(s) re-run in fp32")
+        if oh * ow > pmax:
+            extra.append("the slider shows a downscaled preview; the download is full size")
+        status = (f"**{w}×{h} → {ow}×{oh}** in **{seconds:.2f} s** with {entry.name} on "
+                  f"{restorer.device.type}, {stats.precision}, {tiles}" + "".join(f" · {x}" for x in extra))
+        download = gr.update(value=str(result), label=f"Download {ow}×{oh} PNG ({bits}-bit)", interactive=True)
+        return (str(before_p), str(after_p)), download, status
+
+    # ---------------------------------------------------------------------------- video
+
+    def video_choices(self, uploads: dict[str, ModelEntry] | None = None) -> list[tuple[str, str]]:
+        return [(e.label, e.key) for e in self.all_models(uploads) if e.task == "sr"]
+
+    def refresh_video_models(self, current: str | None, uploads: dict[str, ModelEntry] | None = None) -> Any:
+        choices = self.video_choices(uploads)
+        keys = [k for _, k in choices]
+        return gr.update(choices=choices, value=current if current in keys else (keys[0] if keys else None))
+
+    @readable_errors
+    def run_video(self, path: str | None, key: str | None, tile: str, precision: str,
+                  uploads: dict[str, ModelEntry] | None = None,
+                  progress: Any = gr.Progress()) -> tuple[str, str]:  # noqa: B008 (Gradio's progress idiom)
+        """Upscale a short clip with :func:`restore.engine.video.upscale_video` (audio copied); progress bar."""
+        if self.video is None:
+            raise gr.Error("Video support is not installed: pip install 'restore[video]'.", print_exception=False)
+        if not path:
+            raise gr.Error("Upload a video clip first.", print_exception=False)
+        entry = self.lookup(key, uploads)
+        if entry.task != "sr":
+            raise gr.Error(f"{entry.name} is not an upscaling model.", print_exception=False)
+        src = Path(path)
+        self._check_upload_size(src, "video")
+        if src.suffix.lower() not in io.VIDEO_SUFFIXES:
+            raise gr.Error(f"{src.name}: unsupported video type; use one of {', '.join(io.VIDEO_SUFFIXES)}.",
+                           print_exception=False)
+        info = io.probe_video(src)
+        if info.width * info.height > self.limits.max_video_pixels:
+            raise gr.Error(f"{src.name}: frames are {info.width}×{info.height}; this demo accepts clips up to "
+                           f"{_megapixels(self.limits.max_video_pixels)} per frame.", print_exception=False)
+        known = info.estimated_frames()
+        stop = self.limits.max_video_frames
+        total = min(known, stop) if known else stop
+        progress((0, total), desc="Upscaling frames", unit="frames")
+
+        def on_frame(stats: Any) -> None:
+            progress((stats.frames_out, total), desc="Upscaling frames", unit="frames")
+
+        out = self._new_run_dir() / f"{src.stem}_x{entry.scale}{src.suffix.lower()}"
+        res = self.video.upscale_video(src, out, self.model(entry), stop=stop, device=self.device,
+                                       precision=precision, tile=parse_tile(tile), progress=on_frame)
+        notes = list(res.notes)
+        if known > stop:
+            notes.append(f"only the first {stop} of {known} frames were processed (demo limit)")
+        audio = "audio copied" if any("audio" in s.split() for s in info.streams) else "no audio track"
+        status = (f"**{res.frames} frames, {res.in_size[0]}×{res.in_size[1]} → {res.out_size[0]}×{res.out_size[1]}**"
+                  f" in **{res.seconds:.1f} s** ({res.fps:.1f} frames/s) with {entry.name} · {audio}"
+                  + "".join(f" · {n}" for n in notes))
+        return str(out), status
+
+
+# ------------------------------------------------------------------------------------------ the page
+
+
+def theme() -> gr.themes.Base:
+    """Gradio's default look with system fonts only (nothing fetched from a font CDN)."""
+    return gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS)
+
+
+def build_ui(app: DemoApp) -> gr.Blocks:
+    """The Blocks page; every event calls one :class:`DemoApp` method."""
+    lim = app.limits
+    task0, scale0, key0 = app.default_selection()
+    with gr.Blocks(title="restore demo", analytics_enabled=False, delete_cache=(3600, RUN_DIR_MAX_AGE_S)) as demo:
+        uploads = gr.State({})
+        gr.Markdown("# restore — super-resolution and denoising\n"
+                    "Lightweight networks, run on this machine. Upload an image, pick a model and press **Run**.")
+        with gr.Tab("Image", id="image"):
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=2, min_width=320):
+                    image_in = gr.File(label=f"Image (max {lim.max_upload_bytes / 2**20:.0f} MB, "
+                                             f"{_megapixels(lim.max_pixels)})",
+                                       file_types=IMAGE_TYPES, type="filepath", elem_id="image-in", height=120)
+                    example_btn = gr.Button("Use the example photo", size="sm", elem_id="example-btn")
+                    input_preview = gr.Image(label="Input", type="filepath", interactive=False, height=180,
+                                             elem_id="input-preview", buttons=[])
+                    input_info = gr.Markdown("Upload an image (PNG, JPEG, WebP, TIFF, BMP) or try the example.",
+                                             elem_id="input-info")
+                    task = gr.Radio(list(TASKS), value=task0, label="Task", elem_id="task")
+                    scale = gr.Radio(list(SCALES), value=scale0, label="Scale", visible=task0 == "sr",
+                                     elem_id="scale")
+                    with gr.Group(visible=task0 == "denoise") as noise_group:
+                        sigma = gr.Radio(list(SIGMAS), value="25", label="Noise level (σ, 0-255 scale)",
+                                         elem_id="sigma")
+                        add_noise = gr.Checkbox(False, label="Add Gaussian noise of this level to the input first")
+                    matches = filter_models(app.models, task0, scale0, "25")
+                    # allow_custom_value: a filter change can race the list update and send the previous model;
+                    # the handlers check the value themselves (Gradio's own check would show a raw error)
+                    model = gr.Dropdown([(e.label, e.key) for e in matches], value=key0, label="Model",
+                                        elem_id="model", allow_custom_value=True)
+                    model_info = gr.Markdown(app.model_info(key0) if key0 else
+                                             app.no_model_text(task0, scale0, "25"), elem_id="model-info")
+                    with gr.Row():
+                        tile = gr.Dropdown(list(TILES), value="auto", label="Tile size (input px)", elem_id="tile",
+                                           info="auto: from free memory; none: whole image")
+                        precision = gr.Radio(list(PRECISIONS), value="auto", label="Precision", elem_id="precision")
+                    run_btn = gr.Button("Run", variant="primary", elem_id="run-btn")
+                    with gr.Accordion("Add your own checkpoint", open=False):
+                        ckpt = gr.File(label="Checkpoint (.pth, .pt, .pb, .safetensors)",
+                                       file_types=list(CHECKPOINT_SUFFIXES), type="filepath", height=100,
+                                       elem_id="ckpt")
+                        ckpt_note = gr.Markdown("")
+                with gr.Column(scale=3, min_width=400):
+                    compare = gr.ImageSlider(label="Before (input, nearest-neighbour) / after", type="filepath",
+                                             format="png", interactive=False, max_height=600, elem_id="compare",
+                                             buttons=["fullscreen"])
+                    status = gr.Markdown("The result appears here, with the time taken.", elem_id="status")
+                    download = gr.DownloadButton("Download full-resolution PNG", interactive=False,
+                                                 elem_id="download-btn", variant="secondary")
+            if app.skipped:
+                with gr.Accordion(f"{len(app.skipped)} file(s) in the weights folder were skipped", open=False):
+                    gr.Markdown("\n".join(f"- {s}" for s in app.skipped))
+
+        video_model = None
+        if app.video is not None:
+            with gr.Tab("Video", id="video"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2, min_width=320):
+                        kinds = ", ".join(s.lstrip(".") for s in io.VIDEO_SUFFIXES)
+                        video_in = gr.File(label=f"Short clip ({kinds}; first {lim.max_video_frames} frames, "
+                                                 f"≤ {_megapixels(lim.max_video_pixels)} a frame)",
+                                           file_types=list(io.VIDEO_SUFFIXES), type="filepath", height=120,
+                                           elem_id="video-in")
+                        vchoices = app.video_choices()
+                        video_model = gr.Dropdown(vchoices, value=vchoices[0][1] if vchoices else None,
+                                                  label="Upscaling model", elem_id="video-model",
+                                                  allow_custom_value=True)
+                        with gr.Row():
+                            video_tile = gr.Dropdown(list(TILES), value="auto", label="Tile size (input px)")
+                            video_precision = gr.Radio(list(PRECISIONS), value="auto", label="Precision")
+                        video_btn = gr.Button("Upscale clip", variant="primary", elem_id="video-btn")
+                    with gr.Column(scale=3, min_width=400):
+                        video_out = gr.Video(label="Upscaled clip (with the source's audio)", interactive=False,
+                                             elem_id="video-out")
+                        video_status = gr.Markdown("Frames are upscaled one by one; audio and timing are kept.",
+                                                   elem_id="video-status")
+                video_btn.click(app.run_video, [video_in, video_model, video_tile, video_precision, uploads],
+                                [video_out, video_status], concurrency_id=CONCURRENCY_ID, concurrency_limit=1,
+                                show_progress_on=[video_out])
+
+        gr.Markdown(f"Runs on this machine ({app.device_name()}) · one job at a time, up to {lim.queue_size} "
+                    f"waiting · nothing is sent elsewhere.", elem_id="footer-note")
+
+        # .input (user actions only), not .change: a handler that sets these controls itself (add_checkpoint)
+        # returns the matching model list, and must not be overridden by a refresh racing it
+        filters = [task, scale, sigma, model, uploads]
+        for control in (task, scale, sigma):
+            control.input(app.refresh_models, filters, [model, model_info, scale, noise_group],
+                          show_progress="hidden")
+        model.input(app.model_info, [model, uploads], model_info, show_progress="hidden")
+        image_in.change(app.inspect_image, image_in, [input_preview, input_info], show_progress="hidden")
+        example_btn.click(app.example_image, None, image_in)
+        outs = [uploads, task, scale, noise_group, sigma, model, model_info, ckpt_note]
+        ckpt_event = ckpt.upload(app.add_checkpoint, [ckpt, uploads, task, scale, sigma], outs)
+        if video_model is not None:
+            ckpt_event.then(app.refresh_video_models, [video_model, uploads], video_model)
+        run_btn.click(app.run_image, [image_in, task, model, tile, precision, sigma, add_noise, uploads],
+                      [compare, download, status], concurrency_id=CONCURRENCY_ID, concurrency_limit=1,
+                      show_progress_on=[compare])
+    demo.queue(default_concurrency_limit=1, max_size=lim.queue_size)
+    return demo
+
+
+def launch(*, host: str = "127.0.0.1", port: int = 7860, weights_dir: str | Path | None = None,
+           device: str = "auto", limits: Limits | None = None, block: bool = True,
+           quiet: bool = False) -> tuple[gr.Blocks, DemoApp]:
+    """Build the app and serve it (``block=False`` returns at once, for tests; close with ``demo.close()``)."""
+    app = DemoApp(weights_dir=weights_dir, device=device, limits=limits)
+    demo = build_ui(app)
+    demo.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=True, quiet=True,
+                show_error=False, max_file_size=app.limits.max_upload_bytes, allowed_paths=[str(app.workdir)],
+                ssr_mode=False, pwa=False, mcp_server=False, enable_monitoring=False,
+                footer_links=["gradio", "settings"], theme=theme(), css=CSS)
+    if not quiet:
+        print(f"restore web: serving on {demo.local_url} ({len(app.models)} model(s); Ctrl-C to stop)", flush=True)
+    if block:
+        demo.block_thread()
+    return demo, app
