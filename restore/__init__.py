@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Restorer", "load_model", "__version__"]
+__all__ = ["Restorer", "load_model", "stream", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from restore.engine.restorer import Restorer
+    from restore.engine.video import stream
     from restore.weights import load_model
 
 
@@ -25,4 +26,8 @@ def __getattr__(name: str) -> Any:
         from restore.engine.restorer import Restorer
 
         return Restorer
+    if name == "stream":
+        from restore.engine.video import stream
+
+        return stream
     raise AttributeError(f"module 'restore' has no attribute {name!r}")

@@ -260,6 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_export_parser(sub)
 
+    from restore.bench import add_bench_parser
+    from restore.engine.video import add_video_parser
+
+    add_bench_parser(sub)
+
+    add_video_parser(sub)
+
     from restore.web_cli import add_web_parser
 
     add_web_parser(sub)

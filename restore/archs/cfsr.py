@@ -42,6 +42,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from restore.archs.base import Detection, Form, ModelMeta, count_params
+from restore.ops.conv_pixelshuffle import upsample_tail
+from restore.ops.lk_dwconv import run_depthwise
 
 FAMILY = "cfsr"
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
@@ -122,6 +124,9 @@ class ConvBN(nn.Sequential):
         )
         self.add_module("bn", nn.BatchNorm2d(channels))
 
+    def forward(self, x: Tensor) -> Tensor:
+        return self.bn(run_depthwise(self.conv, x))  # Triton large-kernel path when dispatched (restore.ops)
+
     def equivalent(self) -> tuple[Tensor, Tensor]:
         return fuse_conv_bn(self.conv.weight, self.bn)
 
@@ -164,7 +169,7 @@ class LargeKernelConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.lkb_reparam is not None:
-            return self.lkb_reparam(x)
+            return run_depthwise(self.lkb_reparam, x)  # Triton large-kernel path when dispatched (restore.ops)
         assert self.lkb_origin is not None
         out = self.lkb_origin(x)
         if self.small_conv is not None:
@@ -408,7 +413,7 @@ class CFSR(nn.Module):
         for layer in self.layers:
             f = layer(f)
         x = self.conv_after_body(self.norm(f)) + x
-        return self.upsample(x) + mean
+        return upsample_tail(self.upsample, x, self.scale, residual=mean)  # fused on CUDA (restore.ops)
 
     def reparam_blocks(self) -> list[LargeKernelConv | MLP]:
         return [m for m in self.modules() if isinstance(m, (LargeKernelConv, MLP))]

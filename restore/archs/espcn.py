@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from restore.archs.base import Detection, ModelMeta, count_params
+from restore.ops.conv_pixelshuffle import shuffle_tail
 
 FAMILY = "espcn"
 _KEYS = ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "conv3.weight", "conv3.bias")
@@ -72,7 +73,7 @@ class ESPCN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.conv1(x))
         x = self.relu(self.conv2(x))
-        return torch.tanh(self.shuffle(self.conv3(x)))
+        return shuffle_tail(self.conv3, self.shuffle, x, self.scale, activation="tanh")  # fused on CUDA (restore.ops)
 
     @property
     def meta(self) -> ModelMeta:

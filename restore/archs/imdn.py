@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from restore.archs.base import Detection, ModelMeta, count_params
+from restore.ops.conv_pixelshuffle import upsample_tail
 
 FAMILY = "imdn"
 _LRELU_SLOPE = 0.05
@@ -184,7 +185,7 @@ class IMDN(_IMDBTrunk):
         self.upsampler = _upsampler(nf, out_channels, scale)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.upsampler(self._trunk(self.fea_conv(x)))
+        return upsample_tail(self.upsampler, self._trunk(self.fea_conv(x)), self.upsampler[1].upscale_factor)
 
     @property
     def meta(self) -> ModelMeta:
@@ -231,7 +232,7 @@ class IMDN_AS(_IMDBTrunk):
         self.upsampler = _upsampler(nf, out_channels, shuffle)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.upsampler(self._trunk(self.fea_conv(x)))
+        return upsample_tail(self.upsampler, self._trunk(self.fea_conv(x)), self.upsampler[1].upscale_factor)
 
     @property
     def meta(self) -> ModelMeta:
@@ -353,7 +354,7 @@ class IMDN_RTE(nn.Module):
         h = fea
         for i in range(1, self.num_modules + 1):
             h = getattr(self, f"block{i}")(h)
-        return self.upsampler(self.LR_conv(h) + fea)
+        return upsample_tail(self.upsampler, self.LR_conv(h) + fea, self.upsampler[1].upscale_factor)
 
     @property
     def meta(self) -> ModelMeta:

@@ -52,6 +52,7 @@ from torch import Tensor, nn
 
 from restore.archs.base import Detection, Form, ModelMeta, count_params
 from restore.archs.reparam import Conv3XC
+from restore.ops.conv_pixelshuffle import upsample_tail
 
 FAMILY = "span"
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
@@ -183,7 +184,7 @@ class SPAN(nn.Module):
         b5, _ = self.block_5(b4)
         b6, a1_6 = self.block_6(b5)
         out = self.conv_cat(torch.cat([f, self.conv_2(b6), b1, a1_6], dim=1))
-        return self.upsampler(out)
+        return upsample_tail(self.upsampler, out, self.upscale)  # fused on CUDA (restore.ops)
 
     @torch.no_grad()
     def fuse(self) -> SPAN:

@@ -1,0 +1,669 @@
+"""Video super-resolution: ``restore video`` (file to file) and :func:`stream` (frames in, frames out).
+
+Pipeline (:func:`upscale_video`): three stages run at the same time and hand frames over through bounded
+buffers, so memory stays flat whatever the length of the video:
+
+1. decode (a thread): PyAV demuxes the source, decodes the first video stream to HxWx3 **uint8** RGB and
+   hands the packets of every audio / subtitle / data stream on untouched (:func:`restore.io.read_video`);
+2. super-resolve (a thread): frames are grouped in batches of ``batch`` (:func:`default_batch`) and go through
+   :meth:`Restorer.run_batch <restore.engine.restorer.Restorer.run_batch>` — the same engine as images, so
+   colour handling (Y-channel models such as ESPCN included), precision and per-frame tiling are the
+   engine's; frames become float only inside it and come back as uint8;
+3. encode (the calling thread): :class:`restore.io.VideoWriter` encodes the frames with their source
+   timestamps and stream-copies the other streams' packets (remux, not re-encode: the audio is
+   bit-identical), then the temporary file is renamed to the output name.
+
+What is kept: every frame (same count, same timestamps, so variable frame rate and A/V sync survive), the
+audio / subtitle / data streams (copied packets), rotation metadata (the display matrix; pixels are not
+rotated), colour range / matrix / primaries / transfer tags, sample aspect ratio, container and stream tags
+(title, language). What changes: the video codec (``--codec``, default libx264, ``--crf`` 18, ``--preset``
+veryfast; libvpx-vp9 for .webm), the pixel format (yuv420p, or yuv444p for 4:4:4 sources), the bit depth
+(8-bit pipeline: 10-bit sources are converted to 8 bits), and an odd output width/height is cropped by one
+pixel for 4:2:0 (only possible with ``--scale 3`` on an odd-sized source). ``--frames A:B`` takes frames A
+to B-1 (0-based, frame-exact; audio cut at packet boundaries, timestamps shifted so the clip starts where
+the source started).
+
+Temporal stability: none of the supported networks is recurrent or looks at neighbouring frames; every frame
+is restored on its own, deterministically (the same input frame gives the same output frame, up to float
+summation order when batched). Flicker in the output therefore only follows changes in the input (e.g.
+compression noise that differs from frame to frame); there is no temporal smoothing.
+
+Bounded latency (:func:`stream`): at most ``2 * buffer + batch + 1`` frames are between the source and the
+consumer at any time (one being read, ``buffer`` waiting, ``batch`` in the network, ``buffer`` done). With
+``drop=True`` a full input buffer drops its oldest frame instead of blocking the source, so a live camera
+is never slowed down and the delay stays bounded in time too.
+
+Live mode (``restore video --live``): the source is treated as real-time. Capture devices (``/dev/video0``)
+and URLs (``rtsp://...``) are read as they come; a file is read at its own frame rate (paced by its
+timestamps, as if it were a camera). Frames are batched greedily (whatever is waiting, up to ``--batch``)
+and dropped when the network cannot keep up, and the progress line shows the measured output fps, the
+dropped frames and the delay from reading a frame to having it upscaled. ``-o`` is optional there (without
+it nothing is written: a measurement of whether a model keeps up in real time); Ctrl-C ends a live run and
+keeps what was written. Without ``--live`` nothing is dropped and the run goes as fast as it can.
+
+Real-time factor (final line): seconds of video processed per second of wall time (``> 1``: faster than
+real time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    from torch import nn
+
+    from restore.engine.restorer import Restorer
+    from restore.io import VideoInfo
+
+__all__ = ["stream", "upscale_video", "VideoResult", "PipelineStats", "max_in_flight", "default_batch",
+           "default_threads", "add_video_parser", "cmd_video"]
+
+GPU_BATCH = 4  # default frames per network call on CUDA; 1 elsewhere (see default_batch)
+DEFAULT_BUFFER = 4
+MAX_PACKETS = 4096  # copied packets allowed to wait in one buffer (beside the frames)
+JOIN_TIMEOUT = 5.0
+
+
+def default_batch(device: object) -> int:
+    """Frames per network call when none is given: 4 on CUDA, 1 on the CPU. On the 2-core CPU of
+    docs/benchmarks.md batching 4 frames made ESPCN (1-channel input) up to 2.5x faster, while SPAN-tiny and
+    IMDN-RTC ran at 0.5-0.7x, so on the CPU it is left to ``--batch``."""
+    return GPU_BATCH if getattr(device, "type", str(device)) == "cuda" else 1
+
+
+def default_threads() -> int:
+    """Torch CPU threads for ``restore video``: every core but one, which is left to the decode and encode
+    stages (on the 2-core machine of docs/benchmarks.md one torch thread beat two by 1.5-2x)."""
+    import os
+
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+def max_in_flight(batch: int, buffer: int) -> int:
+    """Largest number of frames that can be read from the source but not yet handed to the consumer."""
+    return 2 * buffer + batch + 1
+
+
+# ------------------------------------------------------------------------------------------ pipeline
+
+
+class _Aborted(Exception):
+    """Internal: a buffer was aborted (an error or the consumer stopped)."""
+
+
+class _Buffer:
+    """Bounded FIFO between two threads: at most ``capacity`` frames (plus up to ``MAX_PACKETS`` other items,
+    which are small). ``drop_oldest`` puts evict the oldest waiting frame instead of blocking."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: deque[tuple[bool, Any]] = deque()
+        self._frames = 0
+        self._others = 0
+        self._cond = threading.Condition()
+        self._aborted = False
+        self.dropped = 0
+
+    def put(self, item: Any, *, frame: bool, drop_oldest: bool = False, force: bool = False) -> None:
+        with self._cond:
+            while True:
+                if self._aborted:
+                    raise _Aborted
+                if frame and drop_oldest and self._frames >= self.capacity:
+                    for k, (is_frame, _) in enumerate(self._items):
+                        if is_frame:
+                            del self._items[k]
+                            self._frames -= 1
+                            self.dropped += 1
+                            break
+                full = self._frames >= self.capacity if frame else self._others >= MAX_PACKETS
+                if force or not full:
+                    break
+                self._cond.wait()
+            self._items.append((frame, item))
+            if frame:
+                self._frames += 1
+            else:
+                self._others += 1
+            self._cond.notify_all()
+
+    def get(self, *, block: bool = True) -> tuple[bool, Any] | None:
+        """The oldest ``(is_frame, item)``; None when empty and ``block`` is False."""
+        with self._cond:
+            while not self._items:
+                if self._aborted:
+                    raise _Aborted
+                if not block:
+                    return None
+                self._cond.wait()
+            if self._aborted:
+                raise _Aborted
+            frame, item = self._items.popleft()
+            if frame:
+                self._frames -= 1
+            else:
+                self._others -= 1
+            self._cond.notify_all()
+            return frame, item
+
+    def abort(self) -> None:
+        with self._cond:
+            self._aborted = True
+            self._items.clear()
+            self._cond.notify_all()
+
+
+_END = object()
+
+
+@dataclass
+class PipelineStats:
+    """Live counters of a running pipeline (read them from the consumer thread)."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    dropped: int = 0
+    batches: int = 0
+    sr_seconds: float = 0.0
+    latency: float = 0.0  # seconds from reading the latest output frame to its upscaled result
+    max_latency: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def fps(self) -> float:
+        secs = time.perf_counter() - self.started
+        return self.frames_out / secs if secs > 0 else 0.0
+
+
+class _Pipeline:
+    """read (thread) -> inbox -> process in batches (thread) -> outbox -> iteration by the consumer.
+
+    Items that are not frames (``is_frame(item)`` false: copied packets) skip the processing and keep their
+    place relative to the batch they arrived with. Any exception in a stage stops the others and is raised
+    to the consumer; leaving the iteration early (break, an exception, Ctrl-C) stops both threads.
+    """
+
+    def __init__(self, source: Iterable[Any], process: Callable[[list[Any]], list[Any]], *,
+                 is_frame: Callable[[Any], bool], batch: int, buffer: int, greedy: bool = False,
+                 drop: bool = False) -> None:
+        if batch < 1 or buffer < 1:
+            raise ValueError(f"batch and buffer must be >= 1, got {batch} and {buffer}")
+        self.source, self.process, self.is_frame = source, process, is_frame
+        self.batch, self.greedy, self.drop = batch, greedy, drop
+        self.inbox, self.outbox = _Buffer(buffer), _Buffer(buffer)
+        self.stats = PipelineStats()
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._read, name="restore-decode", daemon=True),
+                         threading.Thread(target=self._work, name="restore-sr", daemon=True)]
+
+    def _fail(self, err: BaseException) -> None:
+        with self._lock:
+            if self.error is None:
+                self.error = err
+        self.inbox.abort()
+        self.outbox.abort()
+
+    def _read(self) -> None:
+        it = iter(self.source)
+        try:
+            for item in it:
+                frame = self.is_frame(item)
+                if frame:
+                    self.stats.frames_in += 1
+                self.inbox.put((time.perf_counter(), item), frame=frame, drop_oldest=self.drop)
+                self.stats.dropped = self.inbox.dropped
+            self.inbox.put(_END, frame=False, force=True)
+        except _Aborted:
+            pass
+        except BaseException as e:  # noqa: B036 - handed to the consumer thread
+            self._fail(e)
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+
+    def _next_batch(self) -> tuple[list[tuple[float, Any]], list[Any], bool]:
+        frames: list[tuple[float, Any]] = []
+        others: list[Any] = []
+        block = True
+        while len(frames) < self.batch:
+            got = self.inbox.get(block=block)
+            if got is None:
+                break
+            is_frame, entry = got
+            if entry is _END:
+                return frames, others, True
+            if is_frame:
+                frames.append(entry)
+                block = not self.greedy
+            else:
+                others.append(entry[1])
+        return frames, others, False
+
+    def _work(self) -> None:
+        try:
+            while True:
+                frames, others, end = self._next_batch()
+                for item in others:
+                    self.outbox.put(item, frame=False)
+                if frames:
+                    t0 = time.perf_counter()
+                    outs = self.process([item for _, item in frames])
+                    now = time.perf_counter()
+                    self.stats.sr_seconds += now - t0
+                    self.stats.batches += 1
+                    for (t_read, _), out in zip(frames, outs, strict=True):
+                        self.outbox.put((t_read, out), frame=True)
+                if end:
+                    self.outbox.put(_END, frame=False, force=True)
+                    return
+        except _Aborted:
+            pass
+        except BaseException as e:  # noqa: B036 - handed to the consumer thread
+            self._fail(e)
+
+    def __iter__(self) -> Iterator[Any]:
+        for t in self._threads:
+            t.start()
+        try:
+            while True:
+                try:
+                    is_frame, entry = self.outbox.get()  # type: ignore[misc]
+                except _Aborted:
+                    break
+                if entry is _END:
+                    break
+                if is_frame:
+                    t_read, item = entry
+                    s = self.stats
+                    s.frames_out += 1
+                    s.latency = time.perf_counter() - t_read
+                    s.max_latency = max(s.max_latency, s.latency)
+                    yield item
+                else:
+                    yield entry
+            if self.error is not None:
+                raise self.error
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.inbox.abort()
+        self.outbox.abort()
+        for t in self._threads:
+            if t.is_alive() and t is not threading.current_thread():
+                t.join(JOIN_TIMEOUT)
+
+
+# ------------------------------------------------------------------------------------------ stream API
+
+
+def _restorer(model: nn.Module | Restorer | str | Path, *, device: str, precision: str,
+              tile: int | str | None) -> Restorer:
+    from restore.engine.restorer import Restorer
+
+    if isinstance(model, Restorer):
+        return model
+    if isinstance(model, str | Path):
+        from restore.weights import load_model
+
+        model = load_model(model)
+    return Restorer(model, device=device, precision=precision, tile=tile)  # type: ignore[arg-type]
+
+
+def stream(frames: Iterable[np.ndarray], *, model: nn.Module | Restorer | str | Path, device: str = "auto",
+           precision: str = "auto", tile: int | str | None = None, batch: int = 1, buffer: int = 2,
+           drop: bool = False, stats: PipelineStats | None = None) -> Iterator[np.ndarray]:
+    """Upscale a stream of frames: ``for out in stream(frames, model=...)`` yields one restored frame per input
+    frame, in order (fewer with ``drop=True``), while the next frames are read and processed in background
+    threads.
+
+    ``frames``: any iterable of HxW / HxWxC arrays (uint8, uint16 or float in [0, 1], as
+    :meth:`Restorer.run`), e.g. a webcam generator; it is consumed by a background thread. ``model``: an
+    ``nn.Module`` with ``meta``, a weights file, or a ready :class:`~restore.engine.restorer.Restorer`
+    (``device`` / ``precision`` / ``tile`` then come from it). ``batch``: frames per network call (taken
+    greedily: whatever is waiting, up to ``batch``, so a slow source is never waited for). ``buffer``: frames
+    that may wait before and after the network; at most :func:`max_in_flight` frames are in flight.
+    ``drop``: for live sources, drop the oldest waiting frame instead of blocking the source when the network
+    falls behind. ``stats``: a :class:`PipelineStats` to fill (fps, latency, drops). Errors in the background
+    are raised here; breaking out of the loop stops the threads.
+    """
+    runner = _restorer(model, device=device, precision=precision, tile=tile)
+    pipe = _Pipeline(frames, lambda imgs: runner.run_batch(imgs, batch_size=batch), is_frame=lambda _: True,
+                     batch=batch, buffer=buffer, greedy=True, drop=drop)
+    if stats is not None:
+        pipe.stats = stats
+    return iter(pipe)
+
+
+# ------------------------------------------------------------------------------------------ files
+
+
+@dataclass
+class VideoResult:
+    """What :func:`upscale_video` did. ``video_seconds``: span of the processed frames' timestamps."""
+
+    source: str
+    output: str | None
+    frames: int
+    seconds: float
+    video_seconds: float
+    in_size: tuple[int, int]
+    out_size: tuple[int, int]
+    dropped: int = 0
+    sr_seconds: float = 0.0  # time spent in the network stage (the rest overlaps with it or is decode/encode)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.video_seconds / self.seconds if self.seconds > 0 else 0.0
+
+
+def _paced(items: Iterable[Any], time_base: Any) -> Iterator[Any]:
+    """Yield ``items``, holding each frame back until its timestamp is due (a file read like a camera)."""
+    from restore.io import DecodedFrame
+
+    origin: float | None = None
+    for item in items:
+        if isinstance(item, DecodedFrame):
+            t = float(item.pts * time_base)
+            now = time.perf_counter()
+            if origin is None:
+                origin = now - t
+            delay = origin + t - now
+            if delay > 0:
+                time.sleep(delay)
+        yield item
+
+
+def upscale_video(source: str | Path, output: str | Path | None, model: nn.Module | Restorer | str | Path, *,
+                  codec: str | None = None, crf: int | None = None, preset: str | None = None, start: int = 0,
+                  stop: int | None = None, batch: int | None = None, buffer: int = DEFAULT_BUFFER,
+                  overwrite: bool = False,
+                  live: bool = False, device: str = "auto", precision: str = "auto", tile: int | str | None = None,
+                  progress: Callable[[PipelineStats], None] | None = None,
+                  on_start: Callable[[VideoInfo, int], None] | None = None) -> VideoResult:
+    """Upscale the video ``source`` into ``output`` (see the module docstring); returns a :class:`VideoResult`.
+
+    ``model``: as for :func:`stream`. ``start``/``stop``: frame range (0-based, ``stop`` exclusive). ``batch``:
+    frames per network call (None: :func:`default_batch`).
+    ``live``: real-time mode (pace files, greedy batches, drop frames when behind; ``output`` may be None and
+    Ctrl-C ends the run normally). ``progress`` is called after every written frame; ``on_start`` once with
+    the source's :class:`~restore.io.VideoInfo` and the expected number of frames (0: unknown).
+    """
+    from restore import io
+
+    src = str(source)
+    runner = _restorer(model, device=device, precision=precision, tile=tile)
+    batch = batch or default_batch(runner.device)
+    scale = runner.meta.scale
+    info = io.probe_video(src)
+    dst = Path(output) if output is not None else None
+    if dst is not None:
+        if dst.suffix.lower() not in io.VIDEO_SUFFIXES:
+            raise io.VideoError(f"{dst}: unsupported output container {dst.suffix or '(no suffix)'!r}; use one of "
+                                f"{', '.join(io.VIDEO_SUFFIXES)}")
+        if not info.live and io.same_file(src, dst):
+            raise io.VideoError(f"{dst}: the output would overwrite the input")
+        if dst.exists() and not overwrite:
+            raise io.VideoError(f"{dst}: exists (use --overwrite)")
+        if dst.is_dir():
+            raise io.VideoError(f"{dst}: is a directory")
+    known = 0 if info.live else info.estimated_frames()
+    end = known if stop is None else (min(stop, known) if known else stop)
+    width, height = info.width * scale, info.height * scale
+    writer = None
+    if dst is not None:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        writer = io.VideoWriter(io.video_temp_path(dst), info=info, width=width, height=height, codec=codec,
+                                crf=io.DEFAULT_CRF if crf is None else crf,
+                                preset=io.DEFAULT_PRESET if preset is None else preset,
+                                copy_from=None if info.live else src, label=dst)
+    read_stats = io.ReadStats()
+    n = 0
+    first_pts = last_end = None
+    t0 = time.perf_counter()
+    try:
+        if on_start is not None:
+            on_start(info, max(0, end - start) if end else 0)
+        items: Iterable[Any] = io.read_video(src, start=start, stop=stop, rebase=info.live, stats=read_stats,
+                                             copy_streams=writer is not None and not info.live)
+        if live and not info.live:
+            items = _paced(items, info.time_base)
+        pipe = _Pipeline(items, lambda frames: _sr_frames(runner, frames, batch), is_frame=_is_frame, batch=batch,
+                         buffer=buffer, greedy=live, drop=live)
+        t0 = time.perf_counter()
+        try:
+            for item in pipe:
+                if isinstance(item, io.DecodedFrame):
+                    if writer is not None:
+                        writer.write(item.image, item.pts, item.duration)
+                    n += 1
+                    first_pts = item.pts if first_pts is None else min(first_pts, item.pts)
+                    item_end = item.pts + (item.duration or 0)
+                    last_end = item_end if last_end is None else max(last_end, item_end)
+                    if progress is not None:
+                        progress(pipe.stats)
+                elif writer is not None:
+                    writer.copy(item)
+        except KeyboardInterrupt:
+            if not live:
+                raise
+        if n == 0:
+            what = f"frames {start}:{'' if stop is None else stop} select no frame" if start or stop else \
+                "no decodable video frame"
+            raise io.VideoError(f"{src}: {what} (the video has {known or 'an unknown number of'} frames)")
+        if writer is not None:
+            writer.close()
+            try:
+                io.publish_video(writer.path, dst, overwrite=overwrite)  # type: ignore[arg-type]
+            except FileExistsError:
+                raise io.VideoError(f"{dst}: created by someone else meanwhile (use --overwrite)") from None
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    seconds = time.perf_counter() - t0
+    span = float((last_end - first_pts) * info.time_base) if n and last_end is not None else 0.0
+    if span <= 0 and info.fps:
+        span = n / info.fps
+    notes = list(writer.notes) if writer is not None else []
+    if read_stats.decode_errors:
+        notes.append(f"{read_stats.decode_errors} damaged packet(s) of the source could not be decoded and were "
+                     f"skipped")
+    if read_stats.truncated:
+        notes.append(f"the source {read_stats.truncated}; the frames before it were processed")
+    out_size = (writer.width, writer.height) if writer is not None else (width, height)
+    return VideoResult(source=src, output=str(dst) if dst is not None else None, frames=n, seconds=seconds,
+                       video_seconds=span, in_size=(info.width, info.height), out_size=out_size,
+                       dropped=pipe.stats.dropped, sr_seconds=pipe.stats.sr_seconds, notes=notes)
+
+
+def _is_frame(item: Any) -> bool:
+    from restore.io import DecodedFrame
+
+    return isinstance(item, DecodedFrame)
+
+
+def _sr_frames(runner: Restorer, frames: list[Any], batch: int) -> list[Any]:
+    outs = runner.run_batch([f.image for f in frames], batch_size=batch)
+    for f, out in zip(frames, outs, strict=True):
+        f.image = out
+    return frames
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _frame_range(value: str) -> tuple[int, int | None]:
+    a, sep, b = value.partition(":")
+    try:
+        start = int(a) if a.strip() else 0
+        stop = int(b) if b.strip() else None
+    except ValueError:
+        start, stop = -1, None
+    if not sep or start < 0 or (stop is not None and stop <= start):
+        raise argparse.ArgumentTypeError(f"--frames takes A:B (0-based, B exclusive, A < B; 'A:' or ':B' allowed), "
+                                         f"not {value!r}")
+    return start, stop
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {value!r}")
+    return n
+
+
+def _crf(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= 63:
+        raise argparse.ArgumentTypeError(f"--crf takes 0..63 (x264: 0 lossless, 18 default, 51 worst), not {value!r}")
+    return n
+
+
+def add_video_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """``restore video``: add the sub-command to ``build_parser``'s sub-parsers."""
+    from restore.cli import _add_model_args, _tile
+
+    p = subparsers.add_parser("video", help="upscale a video (keeps audio, subtitles, timing, rotation, colour)",
+                              description="Upscale a video file (or, with --live, a camera / stream). Audio and "
+                                          "subtitle streams are copied untouched; timestamps, rotation metadata "
+                                          "and colour range are kept.")
+    p.add_argument("input", metavar="INPUT", help="video file; with --live also /dev/videoN or a stream URL")
+    p.add_argument("-o", "--output", help="output video (.mp4, .mkv, .mov, .webm, ...); optional with --live")
+    p.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor (checks the model's)")
+    _add_model_args(p, required=False)
+    p.add_argument("--batch", type=_positive, default=None,
+                   help=f"frames per network call (default {GPU_BATCH} on CUDA, 1 on the CPU; with --live: up to N "
+                        f"waiting frames)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+                   help="auto: fp16 on CUDA for half-safe models, fp32 on CPU")
+    p.add_argument("--tile", type=_tile, default="auto",
+                   help="tile size in LR px per frame, 'auto' (default), 'acs' or 0 (whole frame)")
+    p.add_argument("--codec", default=None,
+                   help="video encoder (default libx264; libvpx-vp9 for .webm; e.g. libx265, libsvtav1, ffv1)")
+    p.add_argument("--crf", type=_crf, default=None, help="constant-quality level (default 18)")
+    p.add_argument("--preset", default=None, help="x264/x265 speed preset (default veryfast)")
+    p.add_argument("--threads", type=_positive, default=None,
+                   help="torch CPU threads (default: all cores but one, left to decoding/encoding)")
+    p.add_argument("--frames", type=_frame_range, default=None, metavar="A:B",
+                   help="only frames A..B-1 (0-based; 'A:' to the end, ':B' from the start)")
+    p.add_argument("--live", action="store_true",
+                   help="real-time mode: read at the source's pace, drop frames when behind, show measured fps")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=cmd_video)
+    return p
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (e.g. ``kill``) unwinds like Ctrl-C, so the temporary output is removed."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from restore import io
+    from restore.engine.restorer import Restorer, is_oom
+    from restore.weights import load_model, resolve_model
+
+    if args.output is None and not args.live:
+        raise ValueError("-o OUTPUT is required (it is optional only with --live)")
+    weights = Path(args.weights) if args.weights else resolve_model(args.model, task="sr", scale=args.scale)
+    model = load_model(weights)
+    meta = model.meta
+    if meta.task != "sr":
+        raise ValueError(f"{weights}: a {meta.task} model; 'restore video' needs a super-resolution model")
+    if args.scale is not None and args.scale != meta.scale:
+        raise ValueError(f"{weights}: model is x{meta.scale}, but --scale {args.scale} was asked")
+    runner = Restorer(model, device=args.device, tile=args.tile, precision=args.precision)
+    batch = args.batch or default_batch(runner.device)
+    if runner.device.type == "cpu":
+        import torch
+
+        torch.set_num_threads(args.threads or default_threads())
+    start, stop = args.frames if args.frames is not None else (0, None)
+    bar: Any = None
+
+    def on_start(info: io.VideoInfo, total: int) -> None:
+        nonlocal bar
+        print(f"{info.source}: {info.width}x{info.height} {info.codec} {info.fps:.3g} fps"
+              f"{f', {total} frames' if total else ''}"
+              f"{f', rotation {info.rotation}' if info.rotation else ''}"
+              f"{''.join(f'; {s}' for s in info.streams)}", file=sys.stderr)
+        bar = tqdm(total=None if args.live else total or None, unit="frame", desc="live" if args.live else "video",
+                   dynamic_ncols=True, smoothing=0.1, leave=False)
+
+    def progress(stats: PipelineStats) -> None:
+        bar.update(1)
+        if args.live and stats.frames_out % 5 == 0:
+            bar.set_postfix_str(f"{stats.fps:.1f} fps, dropped {stats.dropped}, delay {stats.latency * 1e3:.0f} ms",
+                                refresh=False)
+
+    try:
+        with _sigterm_as_interrupt():
+            res = upscale_video(args.input, args.output, runner, codec=args.codec, crf=args.crf, preset=args.preset,
+                                start=start, stop=stop, batch=batch, overwrite=args.overwrite, live=args.live,
+                                progress=progress, on_start=on_start)
+    except (RuntimeError, MemoryError) as e:
+        if args.debug or not (isinstance(e, MemoryError) or is_oom(e)):
+            raise
+        raise ValueError(f"{args.input}: out of memory; try a smaller --tile (e.g. --tile 256), a smaller --batch "
+                         f"or --device cpu") from None
+    finally:
+        if bar is not None:
+            bar.close()
+    for note in res.notes:
+        print(f"restore: note: {note}", file=sys.stderr)
+    dropped = f", {res.dropped} dropped" if res.dropped else ""
+    where = f" -> {res.output}" if res.output else ""
+    print(f"{res.source}{where}: {res.frames} frames{dropped} in {res.seconds:.1f} s, {res.fps:.1f} fps, "
+          f"real-time factor {res.realtime_factor:.2f} ({res.video_seconds:.1f} s of video; "
+          f"{res.in_size[0]}x{res.in_size[1]} -> {res.out_size[0]}x{res.out_size[1]}, {meta.family}/{meta.variant} "
+          f"x{meta.scale}, {runner.device}, {runner.precision}, batch {batch}"
+          f"{f', {_threads()} threads' if runner.device.type == 'cpu' else ''})")
+    return 0

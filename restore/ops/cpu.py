@@ -1,0 +1,282 @@
+"""Fast CPU inference: :func:`optimize_for_inference`.
+
+Measured on the project's 2-core AVX-512 machine (numbers in docs/kernels.md): for float32 the fastest path
+for every family here is ONNX Runtime on the fused (deploy-form) network -- its fused conv+activation kernels
+and NCHWc layout beat PyTorch eager (channels_last or not), TorchScript freezing and ``torch.compile``
+(1.65-4.3x the official PyTorch code). With bfloat16 allowed, PyTorch channels_last on AVX512_BF16 is faster
+still for ESPCN, DSCF and IMDN (2.1-6.5x official; Set5 cost <= 0.03 dB on the x4 nets). So:
+
+* ``precision="fp32"``: the deploy-form network exported to ONNX (opset 17, dynamic N/H/W) and run by an ONNX
+  Runtime session (all graph optimisations). Outputs equal PyTorch's within float32 rounding.
+* ``precision="int8"``: the same graph quantised statically with ONNX Runtime (QDQ, Krishnamoorthi 2018:
+  per-output-channel symmetric int8 weights, per-tensor asymmetric uint8 activations calibrated on a few
+  images; only convolutions are quantised, element-wise ops, attention and normalisation stay float32, and
+  by default the first and last convs too). Run on the same session type; VNNI kernels where the CPU has them.
+  Measured: -0.13 to -1.9 dB on Set5 and rarely faster than fp32 (docs/kernels.md) -- not a default.
+* ``precision="bf16"``: PyTorch eager in bfloat16, channels_last (ONNX Runtime has no bfloat16 CPU convs;
+  NCHW bf16 is no faster than fp32 here, channels_last is what makes it fast).
+
+Without ``onnxruntime`` (an optional extra: ``pip install onnxruntime onnx``) ``backend="auto"`` falls back to
+PyTorch eager with ``inference_mode`` + channels_last for fp32 (int8 then raises: no PyTorch int8 path was
+kept, see docs/kernels.md). The returned module takes and returns float32 NCHW tensors in the model's own
+convention (``meta`` is the source model's), so the engine can use it in place of the model.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+PRECISIONS = ("fp32", "bf16", "int8")
+BACKENDS = ("auto", "onnxruntime", "torch")
+OPSET = 17
+CALIB_IMAGES = 8  # images used for int8 calibration
+CALIB_SIDE = 96  # LR crop side (px) of each calibration input
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def deploy_copy(model: nn.Module) -> nn.Module:
+    """An eval-mode float32 copy with LoRA merged and every re-parameterisation fused (``fuse()``)."""
+    from restore.archs.lora import merge_conv_lora
+
+    net = merge_conv_lora(copy.deepcopy(model).float().eval())
+    if hasattr(net, "fuse"):
+        net = net.fuse() or net
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.eval()
+
+
+class OptimizedModel(nn.Module):
+    """A fast CPU runner around a (fused) model: float32 NCHW in and out, ``meta`` from the source model.
+
+    ``source`` is the fused float32 PyTorch model (used for ``parameters()``, and to run inputs that are not
+    on the CPU). ``run`` maps a float32 CPU tensor to the output tensor."""
+
+    def __init__(self, source: nn.Module, *, precision: str, backend: str, session: Any = None) -> None:
+        super().__init__()
+        self.source = source
+        self.precision = precision
+        self.backend = backend
+        self._session = session
+        self._bf16: nn.Module | None = None
+        if backend == "torch":
+            self.source = source.to(memory_format=torch.channels_last)
+            if precision == "bf16":
+                self._bf16 = copy.deepcopy(self.source).to(torch.bfloat16)
+
+    @property
+    def meta(self) -> Any:
+        return self.source.meta
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> OptimizedModel:
+        new = copy.copy(self)  # the ONNX Runtime session is shared (its run() is thread-safe)
+        new.__dict__ = dict(self.__dict__)
+        new._modules = {k: copy.deepcopy(v, memo) for k, v in self._modules.items()}
+        return new
+
+    def extra_repr(self) -> str:
+        return f"backend={self.backend}, precision={self.precision}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.device.type != "cpu":
+            return self.source(x)
+        dtype = x.dtype
+        with torch.inference_mode():
+            if self._session is not None:
+                arr = np.ascontiguousarray(x.detach().float().numpy())
+                y = torch.from_numpy(self._session.run(None, {"x": arr})[0])
+            else:
+                net = self._bf16 if self._bf16 is not None else self.source
+                xin = x.to(torch.bfloat16 if self._bf16 is not None else torch.float32)
+                y = net(xin.contiguous(memory_format=torch.channels_last)).float()
+        return y.to(dtype).contiguous()
+
+
+def _example(meta: Any, side: int = 64) -> Tensor:
+    m = max(1, int(meta.size_multiple))
+    side = -(-side // m) * m
+    return torch.rand(1, meta.in_channels, side, side, generator=torch.Generator().manual_seed(0)) * meta.input_range
+
+
+def export_onnx(net: nn.Module) -> bytes:
+    """The network as an ONNX graph (opset 17), input ``x`` / output ``y`` with dynamic batch, height, width."""
+    import warnings
+
+    buf = io.BytesIO()
+    axes = {0: "n", 2: "h", 3: "w"}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (_example(net.meta),), buf, input_names=["x"], output_names=["y"],
+                          opset_version=OPSET, dynamo=False, dynamic_axes={"x": axes, "y": axes})
+    return buf.getvalue()
+
+
+def ort_session(model_bytes: bytes, threads: int | None = None) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = int(threads or torch.get_num_threads())
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+
+
+# ----------------------------------------------------------------------------------------- int8 (ORT)
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+def calibration_inputs(meta: Any, images: Iterable[np.ndarray | str | Path] | str | Path, *,
+                       count: int = CALIB_IMAGES, side: int = CALIB_SIDE, downscale: bool = True) -> list[Tensor]:
+    """Model-space inputs (1, C, side, side) for int8 calibration: centre crops of up to ``count`` images
+    (uint8 HxWx3 RGB arrays, image paths, or a directory), first shrunk by ``meta.scale`` (area filter) when
+    ``downscale`` (high-resolution training images -> LR-like statistics); Gaussian noise (sigma 25) is added
+    for denoisers. Converted to the model's colour space and range."""
+    import cv2
+
+    from restore import io as rio
+
+    if isinstance(images, str | Path):
+        root = Path(images)
+        images = rio.list_images(root) if root.is_dir() else [root]
+    rng = np.random.default_rng(0)
+    out: list[Tensor] = []
+    for item in images:
+        if len(out) >= count:
+            break
+        img = rio.read_rgb(item) if isinstance(item, str | Path) else np.asarray(item)
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        img = img[..., :3].astype(np.float32) / (65535.0 if img.dtype == np.uint16 else 255.0)
+        if downscale and meta.task == "sr" and meta.scale > 1:
+            h, w = img.shape[:2]
+            img = cv2.resize(img, (max(1, w // meta.scale), max(1, h // meta.scale)), interpolation=cv2.INTER_AREA)
+        h, w = img.shape[:2]
+        s = min(side, h, w)
+        m = max(1, int(meta.size_multiple))
+        s = max(m, s // m * m)
+        if s > h or s > w:
+            continue
+        y0, x0 = (h - s) // 2, (w - s) // 2
+        crop = img[y0:y0 + s, x0:x0 + s]
+        if meta.task == "denoise":
+            crop = crop + rng.normal(0.0, 25.0 / 255.0, crop.shape).astype(np.float32)
+        if meta.in_channels == 1:
+            crop = _luma(crop)[..., None]
+        t = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))[None] * float(meta.input_range)
+        out.append(t.float())
+    if not out:
+        raise ValueError("int8 calibration needs at least one image (none could be read or cropped)")
+    return out
+
+
+def _conv_names(model_bytes: bytes) -> list[str]:
+    import onnx
+
+    return [n.name for n in onnx.load_from_string(model_bytes).graph.node if n.op_type == "Conv"]
+
+
+def quantize_int8(model_bytes: bytes, inputs: Sequence[Tensor], *, keep_float: Sequence[str] = (),
+                  method: str = "minmax") -> bytes:
+    """Static int8 quantisation (QDQ) of the convolutions of an ONNX graph with ONNX Runtime: symmetric
+    per-output-channel int8 weights, asymmetric per-tensor uint8 activations calibrated on ``inputs``.
+    ``keep_float``: conv node names left in float32."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter([{"x": t.numpy()} for t in inputs])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.it, None)
+
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}
+    with tempfile.TemporaryDirectory(prefix="restore_int8_") as tmp:
+        src, pre, dst = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
+        src.write_bytes(model_bytes)
+        try:
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        except Exception:  # pre-processing is an optimisation only
+            pre = src
+        quantize_static(
+            str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
+            per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+            calibrate_method=methods[method], nodes_to_exclude=list(keep_float),
+            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
+                           "CalibPercentile": 99.999, "CalibTensorRangeSymmetric": False},
+        )
+        return dst.read_bytes()
+
+
+# ------------------------------------------------------------------------------------------------ API
+
+
+def optimize_for_inference(
+    model: nn.Module,
+    *,
+    precision: str = "fp32",
+    backend: str = "auto",
+    calibration: Iterable[np.ndarray | str | Path] | str | Path | None = None,
+    threads: int | None = None,
+    keep_edges_float: bool = True,
+    calib_method: str = "minmax",
+) -> OptimizedModel:
+    """The fastest measured CPU path for ``model`` (see the module docstring).
+
+    ``precision``: 'fp32', 'bf16' or 'int8'. ``backend``: 'auto' (ONNX Runtime when installed, except bf16),
+    'onnxruntime' or 'torch'. ``calibration`` (int8 only, required): images (uint8 RGB arrays or paths) or a
+    directory; see :func:`calibration_inputs`. ``threads``: ONNX Runtime intra-op threads (default: torch's).
+    ``keep_edges_float``: leave the first and last convolution in float32 (int8)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    have_ort = onnxruntime_available()
+    if backend == "auto":
+        backend = "onnxruntime" if have_ort and precision != "bf16" else "torch"
+    if backend == "onnxruntime" and not have_ort:
+        raise ValueError("backend='onnxruntime' needs the optional extra: pip install onnxruntime onnx")
+    if backend == "onnxruntime" and precision == "bf16":
+        raise ValueError("ONNX Runtime has no bfloat16 CPU convolutions; use backend='torch' for bf16")
+    if backend == "torch" and precision == "int8":
+        raise ValueError("int8 on CPU runs through ONNX Runtime: pip install onnxruntime onnx")
+    net = deploy_copy(model)
+    if backend == "torch":
+        return OptimizedModel(net, precision=precision, backend="torch")
+    graph = export_onnx(net)
+    if precision == "int8":
+        if calibration is None:
+            raise ValueError("precision='int8' needs calibration images (a few typical inputs or training images)")
+        inputs = calibration_inputs(net.meta, calibration)
+        convs = _conv_names(graph)
+        keep = [convs[0], convs[-1]] if keep_edges_float and len(convs) > 2 else []
+        graph = quantize_int8(graph, inputs, keep_float=keep, method=calib_method)
+    return OptimizedModel(net, precision=precision, backend="onnxruntime", session=ort_session(graph, threads))

@@ -1,0 +1,209 @@
+"""Speed ratios of the fast paths against the plain PyTorch code (medians of interleaved runs).
+
+    python scripts/bench_kernels.py [--cpu] [--cuda] [--rounds N] [--threads N] [--calib DIR] [--json]
+
+CUDA (when a GPU is present; Triton kernels vs PyTorch/cuDNN, fp16):
+  * ``lk_dwconv`` 9x9 depthwise, 48 channels, 1920x1080, NCHW and channels_last: forward, and forward+backward;
+  * ``conv_pixelshuffle`` DSCF tail (26 -> 48 channels, x4, 480x270 -> 1920x1080) vs conv + PixelShuffle;
+  * DSCF x4 480x270 -> 1080p end to end, ``RESTORE_KERNELS=auto`` vs ``reference``.
+CPU (this is what most users have): per network, the eager float32 forward as the official test scripts run it
+(``torch.no_grad``, NCHW; our modules are bit-identical to the official code) vs
+:func:`restore.ops.cpu.optimize_for_inference` at fp32 / bf16 / int8 (int8 only with ``--calib DIR`` of
+training images). x4 nets on a 320x180 input (-> 1280x720); ESPCN x2 on 640x360 and x4 on 480x270 (the sizes
+of the OpenCV dnn_superres comparison; OpenCV itself is timed when ``cv2.dnn_superres`` exists).
+
+Random weights are used (speed does not depend on them). On a shared machine the numbers are noisy: every
+variant runs once per round, in turn, and the median per variant is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+Fn = Callable[[], Any]
+
+
+def interleaved(fns: dict[str, Fn], rounds: int, warmup: int = 2, cuda: bool = False) -> dict[str, float]:
+    for f in fns.values():
+        for _ in range(warmup):
+            f()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, f in fns.items():
+            if cuda:
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            f()
+            if cuda:
+                torch.cuda.synchronize()
+            times[k].append((time.perf_counter() - t) * 1000)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def report(title: str, med: dict[str, float], base: str, rows: list[dict[str, Any]]) -> None:
+    print(f"\n{title}")
+    for k, v in med.items():
+        ratio = med[base] / v
+        print(f"  {k:<28} {v:10.2f} ms   x{ratio:5.2f} vs {base}")
+        rows.append({"case": title, "variant": k, "ms": round(v, 3), "speedup_vs_" + base: round(ratio, 3)})
+
+
+# ----------------------------------------------------------------------------------------------- CUDA
+
+
+def _lk_case(fmt: torch.memory_format, rounds: int, rows: list[dict[str, Any]]) -> None:
+    from restore.ops.lk_dwconv import lk_dwconv_triton
+
+    dev, dt = torch.device("cuda"), torch.float16
+    x = torch.randn(1, 48, 1080, 1920, device=dev, dtype=dt).to(memory_format=fmt)
+    w = torch.randn(48, 1, 9, 9, device=dev, dtype=dt) * 0.05
+    b = torch.randn(48, device=dev, dtype=dt)
+    name = "channels_last" if fmt is torch.channels_last else "NCHW"
+    with torch.inference_mode():
+        med = interleaved({"cudnn F.conv2d": lambda: F.conv2d(x, w, b, 1, 4, 1, 48),
+                           "triton lk_dwconv": lambda: lk_dwconv_triton(x, w, b)}, rounds, cuda=True)
+    report(f"lk_dwconv 9x9 dw, 48ch 1080p fp16 {name}, forward", med, "cudnn F.conv2d", rows)
+    xg, wg, bg = (t.detach().clone().requires_grad_() for t in (x, w, b))
+
+    def train(fn: Callable[..., torch.Tensor]) -> Fn:
+        def step() -> None:
+            fn().float().sum().backward()
+        return step
+
+    med = interleaved({"cudnn F.conv2d": train(lambda: F.conv2d(xg, wg, bg, 1, 4, 1, 48)),
+                       "triton lk_dwconv": train(lambda: lk_dwconv_triton(xg, wg, bg))}, rounds, cuda=True)
+    report(f"lk_dwconv 9x9 dw, 48ch 1080p fp16 {name}, forward+backward", med, "cudnn F.conv2d", rows)
+
+
+def cuda_benchmarks(rounds: int, rows: list[dict[str, Any]]) -> None:
+    from restore.ops.conv_pixelshuffle import conv_pixelshuffle_triton
+
+    dev, dt = torch.device("cuda"), torch.float16
+    torch.backends.cudnn.benchmark = True
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        _lk_case(fmt, rounds, rows)
+    x = torch.randn(1, 26, 270, 480, device=dev, dtype=dt)
+    w = torch.randn(48, 26, 3, 3, device=dev, dtype=dt) * 0.05
+    b = torch.randn(48, device=dev, dtype=dt)
+    skip = torch.randn(1, 3, 270, 480, device=dev, dtype=dt)
+    with torch.inference_mode():
+        med = interleaved({
+            "eager conv+shuffle+skip": lambda: F.pixel_shuffle(F.conv2d(x, w, b, 1, 1), 4)
+            + skip.repeat_interleave(4, 2).repeat_interleave(4, 3),
+            "triton conv_pixelshuffle": lambda: conv_pixelshuffle_triton(x, w, b, 4, skip_lr=skip),
+        }, rounds, cuda=True)
+    report("conv_pixelshuffle DSCF tail 26->3x4x4, 480x270 -> 1080p fp16 (+ nearest LR skip)", med,
+           "eager conv+shuffle+skip", rows)
+    from restore.bench import build_preset
+
+    net = build_preset("dscf", 4).to(dev, dt)
+    x = torch.rand(1, 3, 270, 480, device=dev, dtype=dt)
+
+    def run(mode: str) -> Fn:
+        def step() -> None:
+            os.environ["RESTORE_KERNELS"] = mode
+            with torch.inference_mode():
+                net(x)
+        return step
+
+    med = interleaved({"reference (cuDNN)": run("reference"), "auto (Triton tail)": run("auto")}, rounds, cuda=True)
+    os.environ.pop("RESTORE_KERNELS", None)
+    report("DSCF x4 480x270 -> 1920x1080 fp16, end to end", med, "reference (cuDNN)", rows)
+
+
+# ------------------------------------------------------------------------------------------------ CPU
+
+
+def opencv_espcn(scale: int, weights: Path | None) -> Fn | None:
+    try:
+        import cv2
+
+        sr = cv2.dnn_superres.DnnSuperResImpl_create()
+    except (ImportError, AttributeError):
+        return None
+    pb = weights / "espcn" / f"ESPCN_x{scale}.pb" if weights else None
+    if pb is None or not pb.exists():
+        return None
+    import numpy as np
+
+    sr.readModel(str(pb))
+    sr.setModel("espcn", scale)
+    h, w = (360, 640) if scale == 2 else (270, 480)
+    img = (np.random.default_rng(0).random((h, w, 3)) * 255).astype(np.uint8)
+    return lambda: sr.upsample(img)
+
+
+def cpu_benchmarks(rounds: int, calib: str | None, weights: Path | None, rows: list[dict[str, Any]]) -> None:
+    from restore.bench import build_preset
+    from restore.ops.cpu import onnxruntime_available, optimize_for_inference
+
+    cases = [("imdn", 4, (180, 320)), ("cfsr", 4, (180, 320)), ("dscf", 4, (180, 320)),
+             ("espcn", 2, (360, 640)), ("espcn", 4, (270, 480))]
+    for name, scale, (h, w) in cases:
+        net = build_preset(name, scale)
+        x = torch.rand(1, net.meta.in_channels, h, w)
+
+        def eager(net: torch.nn.Module = net, x: torch.Tensor = x) -> None:
+            with torch.no_grad():
+                net(x)
+
+        fns: dict[str, Fn] = {"eager fp32 (official-style)": eager}
+        for precision in ("fp32", "bf16", "int8"):
+            if precision == "int8" and (calib is None or not onnxruntime_available()):
+                continue
+            fast = optimize_for_inference(net, precision=precision, calibration=calib)
+            fns[f"optimized {precision} ({fast.backend})"] = lambda fast=fast, x=x: fast(x)
+        if name == "espcn":
+            cv = opencv_espcn(scale, weights)
+            if cv is not None:
+                fns["OpenCV dnn_superres upsample"] = cv
+        report(f"{name} x{scale}, LR {w}x{h}, CPU {torch.get_num_threads()} threads", interleaved(fns, rounds),
+               "eager fp32 (official-style)", rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cpu", action="store_true", help="CPU benchmarks only")
+    ap.add_argument("--cuda", action="store_true", help="CUDA benchmarks only")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--calib", default=None, help="directory of training images: enables the int8 CPU row")
+    ap.add_argument("--weights", default=str(REPO.parent / "shared" / "weights"),
+                    help="weights folder holding espcn/ESPCN_x{2,4}.pb for the OpenCV rows")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows: list[dict[str, Any]] = []
+    do_cuda = not args.cpu and torch.cuda.is_available()
+    if args.cuda and not torch.cuda.is_available():
+        print("no CUDA device: the Triton kernel benchmarks need a GPU", file=sys.stderr)
+        return 2
+    if do_cuda:
+        cuda_benchmarks(args.rounds, rows)
+    elif not args.cpu:
+        print("(no CUDA device: skipping the Triton kernel benchmarks)")
+    if not args.cuda:
+        weights = Path(args.weights) if Path(args.weights).is_dir() else None
+        cpu_benchmarks(args.rounds, args.calib, weights, rows)
+    if args.json:
+        print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import pytest
+import torch
+
+from restore import bench
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    ap = argparse.ArgumentParser(prog="restore")
+    bench.add_bench_parser(ap.add_subparsers(dest="cmd"))
+    args = ap.parse_args(["bench", *argv])
+    assert args.func(args) == 0
+    return capsys.readouterr().out
+
+
+def test_flops_are_counted(capsys: pytest.CaptureFixture[str]) -> None:
+    out = json.loads(_run(["--models", "espcn", "dscf", "--size", "7x5", "--scale", "2", "--runs", "1",
+                           "--warmup", "0", "--json"], capsys))
+    espcn, dscf = out["results"]
+    # ESPCN x2: 5x5 1->64, 3x3 64->32, 3x3 32->4 per LR pixel
+    assert espcn["macs"] == 7 * 5 * (25 * 64 + 9 * 64 * 32 + 9 * 32 * 4)
+    assert espcn["flops"] == 2 * espcn["macs"] and espcn["params"] == 25 * 64 + 64 + 9 * 64 * 32 + 32 + 9 * 32 * 4 + 4
+    assert out["baseline"] == "espcn" and math.isclose(espcn["score"], math.exp(2), abs_tol=1e-4)
+    assert dscf["score"] > espcn["score"] and dscf["family"] == "span"
+    for r in out["results"]:
+        c = int(r["input"].split("x")[0])
+        io_bytes = 4 * c * 7 * 5 * (1 + 4)
+        assert r["peak_mem_mb"] * 2**20 >= io_bytes * 0.99 and r["runtime_ms"] > 0
+
+
+def test_table_and_list(capsys: pytest.CaptureFixture[str]) -> None:
+    out = _run(["--models", "espcn", "--size", "8", "--runs", "1", "--warmup", "0"], capsys)
+    assert "espcn" in out and "score" in out
+    assert "cfsr" in _run(["--list"], capsys)
+
+
+def test_ntire_score_baseline() -> None:
+    assert math.isclose(bench.ntire_score(16.69, 16.70, 0.276, (16.69, 16.70, 0.276)), math.exp(2))
+
+
+@pytest.mark.parametrize("bad", ["0x5", "axb", "1x2x3"])
+def test_size_parsing(bad: str) -> None:
+    assert bench.parse_size("256x128") == (256, 128)
+    with pytest.raises(argparse.ArgumentTypeError):
+        bench.parse_size(bad)
