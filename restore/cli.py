@@ -73,7 +73,7 @@ def cmd_process(args: argparse.Namespace, task: str) -> int:
     from tqdm import tqdm
 
     from restore import io
-    from restore.engine.restorer import Restorer, is_oom
+    from restore.engine.restorer import Restorer, RunStats, is_oom
     from restore.weights import load_model, resolve_model
 
     sigma = getattr(args, "sigma", None)
@@ -110,7 +110,10 @@ def cmd_process(args: argparse.Namespace, task: str) -> int:
             img, info = io.read_image_info(src, allow_large=args.allow_large)
             for note in info.notes:
                 print(f"restore: note: {src}: {note}", file=sys.stderr)
-            out = runner.run(img)
+            with tqdm(desc=f"{src.name} tiles", unit="tile", leave=False,
+                      disable=not sys.stderr.isatty()) as tiles_bar:
+                stats = RunStats(on_forward=lambda n, bar=tiles_bar: bar.update(n - bar.n))
+                out = runner.run(img, stats=stats)
             for note in io.conversion_notes(dst, out, info=info):
                 print(f"restore: note: {dst}: {note}", file=sys.stderr)
             io.write_image(dst, out, info=info, overwrite=args.overwrite)

@@ -381,3 +381,19 @@ def test_safetensors_files(tmp_path) -> None:
 def test_zoo_model_rejects_unsupported_channels() -> None:
     with pytest.raises(ValueError, match="RGB .* or gray"):
         zoo.ZooModel(net=nn.Conv2d(4, 4, 3), arch="X", in_channels=4, out_channels=4)
+
+
+def test_restore_video_with_a_zoo_model(tmp_path, zoo_files) -> None:
+    """`restore video` runs a spandrel-loaded model through the same engine (frames, size, audio kept)."""
+    pytest.importorskip("av")
+    from restore import io
+    from tests.engine.test_video import make_clip
+
+    src = make_clip(tmp_path / "in.mp4", n=6)
+    dst = tmp_path / "out.mp4"
+    rc = main(["video", str(src), "-o", str(dst), "--weights", str(zoo_files["esrgan-x2-unshuffle"]),
+               "--device", "cpu", "--precision", "fp32", "--threads", "1"])
+    assert rc == 0
+    a, b = io.probe_video(src), io.probe_video(dst)
+    assert (b.width, b.height) == (2 * a.width, 2 * a.height)
+    assert any("audio" in s for s in b.streams) and b.streams == a.streams

@@ -149,7 +149,8 @@ class RunStats:
     ``forwards``: network calls; ``windows``: images x tiles (or crops) run; ``fp32_retries``: windows
     re-run in float32 because their low-precision output had NaN/inf; ``oom_retries``: out-of-memory
     retries with smaller tiles; ``tiles``: the tile sides (grid tiler) or crop-area limits (ACS) used,
-    in order.
+    in order. ``on_forward``: optional callback given the running ``windows`` count after each network call
+    (progress bars).
     """
 
     precision: str = "fp32"
@@ -158,6 +159,7 @@ class RunStats:
     fp32_retries: int = 0
     oom_retries: int = 0
     tiles: list[int] = field(default_factory=list)
+    on_forward: Callable[[int], None] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -246,6 +248,8 @@ class Restorer:
         if stats is not None:
             stats.forwards += 1
             stats.windows += x.shape[0]
+            if stats.on_forward is not None:
+                stats.on_forward(stats.windows)
         if self.low_model is None:
             return self.model(x)
         y = self.low_model(x.to(self.dtype))

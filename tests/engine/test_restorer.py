@@ -215,3 +215,14 @@ def test_whole_image_mode_does_not_retry() -> None:
 def test_oom_at_the_smallest_tile_is_raised() -> None:
     with pytest.raises(RuntimeError, match="out of memory"):
         Restorer(_Wrap(_rtc(), limit=2), tile=4).run(_image((9, 9, 3), np.uint8))
+
+
+def test_progress_callback_counts_every_window() -> None:
+    from restore.archs.espcn import ESPCN
+    from restore.engine.restorer import Restorer, RunStats
+
+    seen: list[int] = []
+    stats = RunStats(on_forward=seen.append)
+    img = np.random.default_rng(0).integers(0, 256, (40, 37, 3), dtype=np.uint8)
+    Restorer(ESPCN(scale=2), device="cpu", precision="fp32", tile=16).run(img, stats=stats)
+    assert seen and seen[-1] == stats.windows and seen == sorted(seen) and len(seen) == stats.forwards
