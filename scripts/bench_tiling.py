@@ -117,14 +117,11 @@ def whole_estimate(model_name: str, scale: int, mp: float) -> int:
 
 
 def available() -> int:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 8 * GB
+    import torch
+
+    from restore.engine.restorer import available_memory
+
+    return available_memory(torch.device("cpu"))
 
 
 def main() -> None:
