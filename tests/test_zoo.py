@@ -36,15 +36,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:torch.meshgrid:UserWarning")
 # ------------------------------------------------------------------------------------------ helpers
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks: one intra-op thread is faster than two on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def spandrel_or_skip():
     return pytest.importorskip("spandrel", reason="spandrel not installed (optional extra restore[zoo])",
                                exc_type=ImportError)

@@ -32,14 +32,6 @@ FPS = 24
 SR = 16000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _frame(i: int, w: int, h: int) -> np.ndarray:
     """Frame i: a moving ramp plus a flat blue level 40 + 8 i, so the frame is recognisable after coding."""
     yy, xx = np.mgrid[0:h, 0:w]

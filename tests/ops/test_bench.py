@@ -5,17 +5,8 @@ import json
 import math
 
 import pytest
-import torch
 
 from restore import bench
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:

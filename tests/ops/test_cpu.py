@@ -15,14 +15,6 @@ HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util
 needs_ort = pytest.mark.skipif(not HAS_ORT, reason="onnxruntime/onnx not installed (optional extra)")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _span_train() -> SPAN:
     torch.manual_seed(0)
     return SPAN(feature_channels=8, upscale=2, form="train").eval()
