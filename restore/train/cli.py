@@ -1,7 +1,9 @@
-"""``restore train`` and ``restore export`` sub-commands (wired into :mod:`restore.cli`).
+"""``restore train``, ``restore test`` and ``restore export`` sub-commands (wired into :mod:`restore.cli`).
 
 ``restore train -opt FILE [--root DIR] [--resume] [--set key.sub=value ...]`` trains with BasicSR (the
-``train`` extra); ``restore export --weights CKPT [--fuse] -o OUT.pth`` needs torch only. Errors the user
+``train`` extra); ``restore test -opt FILE [--root DIR] [--set key.sub=value ...] [--json]`` scores weights on
+the test sets of an ``options/test/*.yml`` file and ``restore export --weights CKPT [--fuse] -o OUT.pth``
+converts a checkpoint, both with torch only. Errors the user
 can act on are ``ValueError`` subclasses (bad option file, missing data), which ``restore.cli.main`` prints
 as one line with exit status 2.
 """
@@ -9,6 +11,7 @@ as one line with exit status 2.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -26,6 +29,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     how = f"resumed from {res.resumed_from}" if res.resumed_from else "from scratch"
     print(f"trained {res.experiment.name}: iterations {res.start_iter} -> {res.end_iter} ({how}), "
           f"{res.iters_per_second:.2f} it/s; outputs in {res.experiment}")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from restore.train.options import load_test_options
+    from restore.train.testing import run_test
+
+    opts = load_test_options(args.opt, args.overrides)
+    res = run_test(opts, root=args.root, progress=not args.json)
+    if args.json:
+        print(json.dumps(res.to_dict()))
+        return 0
+    print(f"{res.name}: {res.network} <- {res.weights} [{res.weights_key}], {res.device}")
+    for d in res.datasets:
+        names = list(d.means())
+        what = f"x{res.scale}" if res.task == "sr" else f"sigma {d.sigma:g}"
+        print(f"\n{d.name} ({d.phase}, {what}, {len(d.per_image)} images, {d.data})")
+        print(f"{'image':<24}" + "".join(f" {n:>9}" for n in names))
+        for r in d.per_image:
+            print(f"{r['image']:<24}" + "".join(f" {r[n]:9.4f}" for n in names))
+        print(f"{'mean':<24}" + "".join(f" {v:9.4f}" for v in d.means().values()))
+    print(f"\nmetrics: {res.metrics_file}")
     return 0
 
 
@@ -47,6 +72,18 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override an option, e.g. --set train.total_iter=1000 (repeatable; value read as YAML)")
     p.set_defaults(func=cmd_train)
+    return p
+
+
+def add_test_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("test", help="score weights on the test sets of a BasicSR-style test option file")
+    p.add_argument("-opt", "--opt", required=True, metavar="FILE", help="option file (options/test/*.yml)")
+    p.add_argument("--root", default=".",
+                   help="outputs go to ROOT/results/<name>/ (metrics.json, images with val.save_img; default: .)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an option, e.g. --set num_gpu=0 (repeatable; value read as YAML)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (the content of metrics.json)")
+    p.set_defaults(func=cmd_test)
     return p
 
 

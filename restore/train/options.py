@@ -8,6 +8,12 @@ CUDA), dataset keys ``color`` / ``sigma`` / ``sigma_range`` / ``noise_seed`` and
 memory`` (in-memory cache), metric key ``round_y``. BasicSR keys this implementation does not use
 (``dist_params``, ``find_unused_parameters``, ``logger.wandb`` without a project) are accepted and ignored.
 
+Test files (``restore test -opt options/test/X.yml``, BasicSR's ``basicsr/test.py``) parse into
+:class:`TestOptions` through the same converter and checks: ``name``, ``model_type``, ``scale``, ``num_gpu``,
+``datasets.test_*`` (SR pairs, or clean images with ``sigma`` / ``noise_seed``), ``network_g`` (optional:
+auto-detected from the weights when omitted), ``path.{pretrain_network_g, strict_load_g, param_key_g}`` and
+``val.{metrics, save_img, suffix, pbar}``.
+
 Every key is checked: an unknown or mistyped key, a value of the wrong type, or arguments that the named
 network / optimiser / scheduler / loss does not take raise :class:`OptionsError` naming the file and the
 dotted key. Relative paths in the file are relative to the working directory, as in BasicSR.
@@ -202,6 +208,67 @@ class Options:
             ds["scale"] = self.scale
         plain.update(is_train=True, dist=False, rank=0, world_size=1, num_gpu=num_gpu, auto_resume=False)
         return plain
+
+
+# ------------------------------------------------------------------------------------------ test files
+# ``restore test -opt options/test/X.yml`` (BasicSR's ``basicsr/test.py``): the same top-level keys, with
+# ``datasets.test_*`` and no ``train``; ``path.pretrain_network_g`` is required. Classes named Test* set
+# ``__test__ = False`` so that pytest does not take them for test classes.
+
+
+@dataclass
+class TestDatasetOptions:
+    """One ``datasets.test_*``: SR pairs (``dataroot_gt`` in any layout ``restore eval`` reads, or BasicSR's
+    ``dataroot_gt`` + ``dataroot_lq`` + ``filename_tmpl``), or clean images plus ``sigma`` / ``noise_seed``."""
+
+    __test__ = False
+    name: str
+    type: str
+    dataroot_gt: str
+    dataroot_lq: str | None = None
+    filename_tmpl: str = "{}"
+    io_backend: IOBackendOptions = field(default_factory=IOBackendOptions)
+    color: Literal["rgb", "gray"] | None = None  # denoising only; default: what network_g takes
+    sigma: float | None = None
+    noise_seed: int = 0
+
+
+@dataclass
+class TestPathOptions:
+    __test__ = False
+    pretrain_network_g: str
+    strict_load_g: bool = True
+    param_key_g: str | None = "params"
+
+
+@dataclass
+class TestValOptions:
+    __test__ = False
+    metrics: dict[str, MetricOptions]
+    save_img: bool = False
+    suffix: str | None = None
+    pbar: bool = True
+
+
+@dataclass
+class TestOptions:
+    """A test option file (``restore test``); ``network_g`` omitted: the architecture is auto-detected."""
+
+    __test__ = False
+    name: str
+    model_type: str
+    datasets: dict[str, TestDatasetOptions]
+    path: TestPathOptions
+    val: TestValOptions
+    network_g: NetworkOptions | None = None
+    scale: int = 1
+    num_gpu: int | Literal["auto"] = "auto"
+    manual_seed: int | None = None  # accepted (BasicSR files carry it); test noise comes from noise_seed
+    source: str = field(default="<options>", metadata={"internal": True})
+
+    @property
+    def task(self) -> Literal["sr", "denoise"]:
+        return "denoise" if self.model_type == "DenoiseModel" else "sr"
 
 
 def _plain(obj: Any) -> Any:
@@ -401,19 +468,45 @@ def parse_options(tree: Mapping[str, Any], *, source: str = "<options>", check_c
     return opts
 
 
-def load_options(path: str | Path, overrides: Sequence[str] = (), *, check_classes: bool = True) -> Options:
-    """Read ``path``, apply ``--set`` overrides, validate. Errors name the file and the key."""
+def read_with_overrides(path: str | Path, overrides: Sequence[str] = ()) -> tuple[dict[str, Any], str]:
+    """The raw tree of ``path`` with ``--set`` overrides applied, and the source name errors use."""
     tree = read_yaml(path)
     for item in overrides:
         apply_override(tree, item, source=f"{path} (--set {item})")
     src = str(path) if not overrides else f"{path} (with --set {' '.join(overrides)})"
+    return tree, src
+
+
+def load_options(path: str | Path, overrides: Sequence[str] = (), *, check_classes: bool = True) -> Options:
+    """Read ``path``, apply ``--set`` overrides, validate. Errors name the file and the key."""
+    tree, src = read_with_overrides(path, overrides)
     return parse_options(tree, source=src, check_classes=check_classes)
+
+
+def parse_test_options(tree: Mapping[str, Any], *, source: str = "<options>",
+                       check_classes: bool = True) -> TestOptions:
+    """Validate a raw test option tree into :class:`TestOptions` (same converter and checks as training)."""
+    conv = _Converter(source)
+    opts: TestOptions = conv.dataclass(TestOptions, tree, "")
+    opts.source = source
+    _check_test_semantics(opts, conv)
+    if check_classes and opts.network_g is not None:
+        _check_network(conv, "network_g", opts.network_g)
+    return opts
+
+
+def load_test_options(path: str | Path, overrides: Sequence[str] = (), *,
+                      check_classes: bool = True) -> TestOptions:
+    """Read a test option file (``options/test/*.yml``), apply ``--set`` overrides, validate."""
+    tree, src = read_with_overrides(path, overrides)
+    return parse_test_options(tree, source=src, check_classes=check_classes)
 
 
 # ------------------------------------------------------------------------------------------- checks
 
 
-def _check_semantics(o: Options, conv: _Converter) -> None:
+def _check_top(o: Options | TestOptions, conv: _Converter) -> None:
+    """``name``, ``model_type``, ``scale``, ``num_gpu`` (training and test files alike)."""
     err = conv.error
     if not o.name or "/" in o.name or o.name in (".", ".."):
         raise err("name", f"{o.name!r} is not a usable experiment folder name")
@@ -424,6 +517,21 @@ def _check_semantics(o: Options, conv: _Converter) -> None:
         raise err("scale", f"must be >= 1, got {o.scale}")
     if isinstance(o.num_gpu, int) and not 0 <= o.num_gpu <= 1:
         raise err("num_gpu", f"0 (CPU), 1 or auto; got {o.num_gpu} (multi-GPU is not supported)")
+    if o.model_type == "DenoiseModel" and o.scale != 1:
+        raise err("scale", f"a DenoiseModel has scale 1, got {o.scale}")
+
+
+def _check_metrics(metrics: Mapping[str, MetricOptions], conv: _Converter) -> None:
+    for name, m in metrics.items():
+        if m.type not in METRICS:
+            raise conv.error(f"val.metrics.{name}.type", f"{m.type!r} is not one of {', '.join(METRICS)}")
+        if m.crop_border < 0:
+            raise conv.error(f"val.metrics.{name}.crop_border", "must be >= 0")
+
+
+def _check_semantics(o: Options, conv: _Converter) -> None:
+    err = conv.error
+    _check_top(o, conv)
     if "train" not in o.datasets:
         raise err("datasets.train", "required key is missing")
     for phase, ds in o.datasets.items():
@@ -431,8 +539,6 @@ def _check_semantics(o: Options, conv: _Converter) -> None:
         if phase != "train" and not phase.startswith("val"):
             raise err(where, "dataset phases are 'train' and 'val', 'val_1', ...")
         _check_dataset(ds, phase, o, conv, where)
-    if o.model_type == "DenoiseModel" and o.scale != 1:
-        raise err("scale", f"a DenoiseModel has scale 1, got {o.scale}")
     t = o.train
     if t.total_iter < 1:
         raise err("train.total_iter", f"must be >= 1, got {t.total_iter}")
@@ -468,14 +574,10 @@ def _check_semantics(o: Options, conv: _Converter) -> None:
             raise err("val.val_freq", f"must be >= 1, got {o.val.val_freq}")
         if not any(p.startswith("val") for p in o.datasets):
             raise err("val", "validation is configured but there is no datasets.val")
-        for name, m in o.val.metrics.items():
-            if m.type not in METRICS:
-                raise err(f"val.metrics.{name}.type", f"{m.type!r} is not one of {', '.join(METRICS)}")
-            if m.crop_border < 0:
-                raise err(f"val.metrics.{name}.crop_border", "must be >= 0")
+        _check_metrics(o.val.metrics, conv)
 
 
-def _check_dataset(ds: DatasetOptions, phase: str, o: Options, conv: _Converter, where: str) -> None:
+def _check_dataset(ds: DatasetOptions, phase: str, o: Options | TestOptions, conv: _Converter, where: str) -> None:
     err = conv.error
     gts = ds.dataroot_gt if isinstance(ds.dataroot_gt, list) else [ds.dataroot_gt]
     if not gts:
@@ -497,7 +599,7 @@ def _check_dataset(ds: DatasetOptions, phase: str, o: Options, conv: _Converter,
             if (ds.sigma is None) == (ds.sigma_range is None):
                 raise err(f"{where}.sigma", "give exactly one of sigma (fixed) or sigma_range [lo, hi] (blind)")
         elif ds.sigma is None:
-            raise err(f"{where}.sigma", "validation needs a fixed sigma")
+            raise err(f"{where}.sigma", "validation and test sets need a fixed sigma")
         if ds.sigma_range is not None and (len(ds.sigma_range) != 2 or not 0 <= ds.sigma_range[0]
                                            <= ds.sigma_range[1]):
             raise err(f"{where}.sigma_range", f"expected [lo, hi] with 0 <= lo <= hi, got {ds.sigma_range}")
@@ -522,6 +624,37 @@ def _check_dataset(ds: DatasetOptions, phase: str, o: Options, conv: _Converter,
             raise err(f"{where}.pin_memory", "prefetch_mode: cuda needs pin_memory: true")
 
 
+def _check_test_semantics(o: TestOptions, conv: _Converter) -> None:
+    err = conv.error
+    _check_top(o, conv)
+    if not o.datasets:
+        raise err("datasets", "no test sets (datasets.test_1, datasets.test_2, ...)")
+    seen: dict[str, str] = {}
+    for phase, ds in o.datasets.items():
+        where = f"datasets.{phase}"
+        if not phase.startswith("test"):
+            raise err(where, "test sets are named 'test', 'test_1', 'test_2', ...")
+        # the validation-set checks, on the keys a test set shares with it
+        shared = {f.name: getattr(ds, f.name) for f in dataclasses.fields(ds) if f.name != "color"}
+        _check_dataset(DatasetOptions(**shared, color=ds.color or "rgb"), "val", o, conv, where)
+        if ds.color is not None and ds.type != "DenoiseDataset":
+            raise err(f"{where}.color", "SR test sets are read as RGB (a Y-channel network runs on their Y); "
+                      "remove color")
+        if not ds.name or "/" in ds.name or ds.name in (".", ".."):
+            raise err(f"{where}.name", f"{ds.name!r} is not a usable folder name")
+        if ds.name in seen:
+            raise err(f"{where}.name", f"{ds.name!r} is also the name of datasets.{seen[ds.name]} (each test set "
+                      "gets its own results folder)")
+        seen[ds.name] = phase
+    if not o.path.pretrain_network_g:
+        raise err("path.pretrain_network_g", "the weights to test (a .pth file)")
+    if not o.val.metrics:
+        raise err("val.metrics", "no metrics (e.g. psnr: {type: calculate_psnr, crop_border: 4})")
+    _check_metrics(o.val.metrics, conv)
+    if o.val.suffix is not None and "/" in o.val.suffix:
+        raise err("val.suffix", f"{o.val.suffix!r}: a file-name suffix, without '/'")
+
+
 def _check_kwargs(conv: _Converter, where: str, kind: str, type_name: str, given: Iterable[str],
                   required: Iterable[str], optional: Iterable[str]) -> None:
     allowed = [*required, *optional]
@@ -534,21 +667,25 @@ def _check_kwargs(conv: _Converter, where: str, kind: str, type_name: str, given
             raise conv.error(f"{where}.{k}", f"{kind} {type_name} needs {k!r}")
 
 
-def _check_classes(o: Options, conv: _Converter) -> None:
+def _check_network(conv: _Converter, key: str, net: NetworkOptions) -> None:
+    """``type`` names one of our architectures and the other keys are its constructor's arguments."""
     from restore.train import networks
 
+    try:
+        sig = networks.arch_signature(net.type)
+    except KeyError:
+        hint = _did_you_mean(net.type, networks.ARCHS)
+        raise conv.error(f"{key}.type", f"unknown architecture {net.type!r}{hint} (known: "
+                         f"{', '.join(networks.ARCHS)})") from None
+    req = [n for n, p in sig.items() if p.default is inspect.Parameter.empty]
+    _check_kwargs(conv, key, "architecture", net.type, net.kwargs, req, [n for n in sig if n not in req])
+
+
+def _check_classes(o: Options, conv: _Converter) -> None:
     for key in ("network_g", "network_t"):
         net: NetworkOptions | None = getattr(o, key)
-        if net is None:
-            continue
-        try:
-            sig = networks.arch_signature(net.type)
-        except KeyError:
-            hint = _did_you_mean(net.type, networks.ARCHS)
-            raise conv.error(f"{key}.type", f"unknown architecture {net.type!r}{hint} (known: "
-                             f"{', '.join(networks.ARCHS)})") from None
-        req = [n for n, p in sig.items() if p.default is inspect.Parameter.empty]
-        _check_kwargs(conv, key, "architecture", net.type, net.kwargs, req, [n for n in sig if n not in req])
+        if net is not None:
+            _check_network(conv, key, net)
 
     t = o.train
     if t.optim_g.type not in OPTIMIZERS:
