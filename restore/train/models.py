@@ -58,9 +58,15 @@ def load_weights(net: nn.Module, path: str, *, strict: bool, param_key: str | No
         if param_key and isinstance(obj, dict) and isinstance(obj.get(param_key), dict):
             obj = obj[param_key]
         sd = unwrap_state_dict(obj, source=path)
+    skipped: list[str] = []
+    if not strict:  # warm start across scales / channel counts: tensors whose shape differs stay initialised
+        own = net.state_dict()
+        skipped = [k for k, v in sd.items() if k in own and own[k].shape != v.shape]
+        sd = {k: v for k, v in sd.items() if k not in skipped}
     missing, unexpected = net.load_state_dict(sd, strict=strict)
-    if missing or unexpected:
-        get_root_logger().warning(f"{path}: loaded non-strictly; missing {missing[:5]}, unexpected {unexpected[:5]}")
+    if missing or unexpected or skipped:
+        get_root_logger().warning(f"{path}: loaded non-strictly; missing {missing[:5]}, unexpected {unexpected[:5]}, "
+                                  f"shape differs (kept initialised) {skipped[:5]}")
 
 
 @contextlib.contextmanager

@@ -1,0 +1,177 @@
+"""Export the weights trained by ``scripts/train_release.py`` into ``restore/weights/`` with a manifest.
+
+For each shipped model: the newest training state of its last stage names the checkpoint; ``restore export
+--fuse`` turns it into the deploy-form network (EMA weights, ConvLoRA merged, Conv3XC / BatchNorm / weighted
+conv folded), stored as float16 to keep the package small (loaded back as float32; the results table is
+measured on exactly these files). ``restore/weights/manifest.json`` records, per model: task, scale, sigma,
+colour, parameters, sha256, and how it was trained -- every stage's option file, ``--set`` overrides,
+iterations reached, wall-clock seconds and the training data -- so the command that made it can be re-run.
+PSNR figures are added by ``scripts/make_results.py``, which evaluates the shipped files.
+
+    python scripts/ship_weights.py            # ship every model whose stages all finished
+    python scripts/ship_weights.py --partial  # also ship in-progress models at their latest checkpoint
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import platform
+import re
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from train_release import STAGES  # noqa: E402
+
+WEIGHTS = ROOT / "restore" / "weights"
+MANIFEST = WEIGHTS / "manifest.json"
+TIME_RE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ INFO: ")
+
+
+@dataclass(frozen=True)
+class Ship:
+    name: str
+    stages: tuple[str, ...]  # training stages, first to last (the last one's checkpoint is shipped)
+    task: str
+    color: str  # y | rgb | gray
+    scale: int = 1
+    sigma: str | None = None
+    default: bool = False
+    summary: str = ""
+
+
+SHIPS = [
+    Ship("span_tiny_x4", ("span_tiny_x4", "dsclora_span_tiny_x4"), "sr", "rgb", 4, default=True,
+         summary="SPAN-tiny (26 ch): L1 from scratch, then DSCLoRA (ConvLoRA + affinity distillation from CFSR)"),
+    Ship("span_tiny_x3", ("span_tiny_x4", "span_tiny_x3"), "sr", "rgb", 3, default=True,
+         summary="SPAN-tiny (26 ch): warm start from the x4 body, L1"),
+    Ship("span_tiny_x2", ("span_tiny_x4", "span_tiny_x2"), "sr", "rgb", 2, default=True,
+         summary="SPAN-tiny (26 ch): warm start from the x4 body, L1"),
+    Ship("espcn_x4", ("espcn_x4",), "sr", "y", 4, summary="ESPCN on full-range Y (real time), MSE"),
+    Ship("espcn_x3", ("espcn_x3",), "sr", "y", 3, summary="ESPCN on full-range Y (real time), MSE"),
+    Ship("espcn_x2", ("espcn_x2",), "sr", "y", 2, summary="ESPCN on full-range Y (real time), MSE"),
+    Ship("dncnn_s25", ("dncnn_s25",), "denoise", "gray", sigma="25", default=True, summary="DnCNN-S gray, sigma 25"),
+    Ship("dncnn_s25_weighted", ("dncnn_s25_weighted",), "denoise", "gray", sigma="25",
+         summary="DnCNN-S gray, sigma 25, optimal weighted convolution (same budget as dncnn_s25)"),
+    Ship("dncnn_s15", ("dncnn_s25", "dncnn_s15"), "denoise", "gray", sigma="15", default=True,
+         summary="DnCNN-S gray, sigma 15 (fine-tuned from dncnn_s25)"),
+    Ship("dncnn_s50", ("dncnn_s25", "dncnn_s50"), "denoise", "gray", sigma="50", default=True,
+         summary="DnCNN-S gray, sigma 50 (fine-tuned from dncnn_s25)"),
+    Ship("dncnn_blind", ("dncnn_s25", "dncnn_b"), "denoise", "gray", sigma="blind", default=True,
+         summary="DnCNN gray, blind sigma in [0, 55] (depth 17, fine-tuned from dncnn_s25)"),
+    Ship("cdncnn_blind", ("dncnn_s25", "cdncnn_b"), "denoise", "rgb", sigma="blind", default=True,
+         summary="DnCNN colour, blind sigma in [0, 55] (depth 17, inner layers from dncnn_s25)"),
+    Ship("cdncnn_s25", ("dncnn_s25", "cdncnn_b", "cdncnn_s25"), "denoise", "rgb", sigma="25", default=True,
+         summary="DnCNN colour, sigma 25 (fine-tuned from cdncnn_blind)"),
+    Ship("cdncnn_s15", ("dncnn_s25", "cdncnn_b", "cdncnn_s15"), "denoise", "rgb", sigma="15", default=True,
+         summary="DnCNN colour, sigma 15 (fine-tuned from cdncnn_blind)"),
+    Ship("cdncnn_s50", ("dncnn_s25", "cdncnn_b", "cdncnn_s50"), "denoise", "rgb", sigma="50", default=True,
+         summary="DnCNN colour, sigma 50 (fine-tuned from cdncnn_blind)"),
+]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def stage_record(name: str, exp_root: Path) -> dict[str, object] | None:
+    """What one training stage reached: iteration, checkpoint, wall-clock seconds, data; None if not started."""
+    from restore.train import checkpoint
+    from restore.train.options import load_options
+
+    stage = STAGES[name]
+    exp = exp_root / "experiments" / name
+    state_path = checkpoint.latest_state(exp)
+    if state_path is None:
+        return None
+    state = checkpoint.load(state_path)
+    seconds = 0.0
+    for log in sorted(exp.glob("train_*.log")):
+        stamps = [TIME_RE.match(line) for line in log.read_text(errors="replace").splitlines()]
+        times = [dt.datetime.fromisoformat(m.group(1)) for m in stamps if m]
+        if len(times) > 1:
+            seconds += (times[-1] - times[0]).total_seconds()
+    opts = load_options(ROOT / stage.option_file, stage.sets, check_classes=False)
+    roots = opts.datasets["train"].dataroot_gt
+    data = {str(r): sum(1 for f in (ROOT / r).iterdir() if f.is_file()) if (ROOT / r).is_dir() else 0
+            for r in ([roots] if isinstance(roots, str) else roots)}
+    return {"stage": name, "option_file": stage.option_file, "overrides": stage.sets, "note": stage.note,
+            "iterations": int(state["iter"]), "total_iter": stage.total_iter,
+            "finished": int(state["iter"]) >= stage.total_iter, "wall_seconds": round(seconds),
+            "train_data": data, "checkpoint": str(exp / "models" / str(state["model_file"]))}
+
+
+def ship_one(ship: Ship, exp_root: Path, *, partial: bool) -> dict[str, object] | None:
+    from restore.export import export
+    from restore.weights import load_model
+
+    records = [stage_record(s, exp_root) for s in ship.stages]
+    if any(r is None for r in records) or (not partial and not all(r["finished"] for r in records)):
+        return None
+    out = WEIGHTS / f"{ship.name}.pth"
+    with tempfile.TemporaryDirectory() as tmp:
+        res = export(records[-1]["checkpoint"], Path(tmp) / "fp32.pth", fuse=True)
+        sd = torch.load(Path(tmp) / "fp32.pth", map_location="cpu", weights_only=True)
+        half = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+        from restore.train.checkpoint import atomic_save
+
+        atomic_save(half, out)
+    model = load_model(out)
+    meta = model.meta
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
+    return {
+        "name": ship.name, "task": ship.task, "scale": ship.scale, "sigma": ship.sigma, "color": ship.color,
+        "default": ship.default, "summary": ship.summary,
+        "family": meta.family, "variant": meta.variant, "params": meta.params,
+        "file": out.name, "bytes": out.stat().st_size, "sha256": sha256(out), "stored": "float16 (loaded as float32)",
+        "export": res.description, "iterations": sum(int(r["iterations"]) for r in records),
+        "finished": all(r["finished"] for r in records),
+        "hardware": f"CPU only: {cpu}, 1 torch thread per queue, two queues sharing 2 cores (scripts/train_release.py)",
+        "stages": [{k: v for k, v in r.items() if k != "checkpoint"} for r in records],
+        "psnr": {},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--partial", action="store_true", help="also ship models whose last stage is still running")
+    ap.add_argument("--root", type=Path, default=ROOT, help="where experiments/ is (default: project)")
+    ap.add_argument("--only", nargs="+", choices=[s.name for s in SHIPS], help="ship just these")
+    a = ap.parse_args(argv)
+    old = {m["name"]: m for m in json.loads(MANIFEST.read_text())["models"]} if MANIFEST.is_file() else {}
+    models = dict(old)
+    for ship in SHIPS:
+        if a.only and ship.name not in a.only:
+            continue
+        entry = ship_one(ship, a.root, partial=a.partial)
+        if entry is None:
+            print(f"{ship.name}: not trained yet (or unfinished; --partial ships it anyway)")
+            continue
+        prev = old.get(ship.name)
+        if prev and prev.get("sha256") == entry["sha256"]:
+            entry["psnr"] = prev.get("psnr", {})  # same file: keep its measured figures
+        models[ship.name] = entry
+        print(f"{ship.name}: {entry['file']} {entry['bytes']:,} bytes, {entry['iterations']} iterations"
+              f"{'' if entry['finished'] else ' (unfinished)'}")
+    order = [s.name for s in SHIPS]
+    WEIGHTS.mkdir(exist_ok=True)
+    doc = {"about": "Weights trained by this project (scripts/train_release.py); never third-party weights. "
+                    "Figures: scripts/make_results.py -> docs/results.md.",
+           "models": sorted(models.values(), key=lambda m: order.index(m["name"]) if m["name"] in order else 99)}
+    tmp = MANIFEST.with_suffix(".json.part")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    tmp.replace(MANIFEST)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,143 @@
+"""Train the weights shipped in ``restore/weights/`` on a CPU budget, resumably.
+
+Each stage is one ``restore train -opt options/train/<file>.yml --resume --set ...`` run: the option file
+is the recipe, the ``--set`` overrides below are the budget this machine could give it (fewer iterations,
+smaller patches or batches, a cosine schedule fitted to the shorter run, warm starts from an earlier stage).
+The overrides are recorded in the shipped manifest by ``scripts/ship_weights.py``, so every shipped file
+can be reproduced with exactly the command that made it.
+
+Stages run in queues; run one queue per core so they share a 2-core machine fairly::
+
+    OMP_NUM_THREADS=1 python scripts/train_release.py --queue sr &
+    OMP_NUM_THREADS=1 python scripts/train_release.py --queue fast &
+
+A queue can be killed at any moment and re-run: every stage resumes from its latest training state, and a
+stage that already reached its last iteration is skipped. ``--list`` prints the plan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cosine(iters: int, lr: float, *, eta_min: float = 1e-6, warmup: int = 0) -> list[str]:
+    return [f"train.total_iter={iters}", f"train.warmup_iter={warmup if warmup else -1}",
+            f"train.optim_g.lr={lr}",
+            f"train.scheduler={{type: CosineAnnealingRestartLR, periods: [{iters}], restart_weights: [1], "
+            f"eta_min: {eta_min:g}}}"]
+
+
+def every(val: int, ckpt: int) -> list[str]:
+    return [f"val.val_freq={val}", f"logger.save_checkpoint_freq={ckpt}", "logger.print_freq=50",
+            "logger.use_tb_logger=false"]
+
+
+def warm_start(name: str, *, strict: bool, key: str = "params_ema") -> list[str]:
+    return [f"path.pretrain_network_g=experiments/{name}/models/net_g_latest.pth",
+            f"path.strict_load_g={str(strict).lower()}", f"path.param_key_g={key}"]
+
+
+def fine_tune(name: str, iters: int, lr: float, start: str) -> Stage:
+    """A short denoiser stage warm-started (strictly, same shapes) from ``start``'s final weights."""
+    return Stage(name, DN_DATA + cosine(iters, lr) + every(iters // 2, iters // 2)
+                 + warm_start(start, strict=True, key="params"), note=f"warm start: {start}")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # experiment name == option file stem
+    sets: list[str] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def option_file(self) -> str:
+        return f"options/train/{self.name}.yml"
+
+    @property
+    def total_iter(self) -> int:
+        return int(next(s.split("=", 1)[1] for s in self.sets if s.startswith("train.total_iter=")))
+
+
+# BasicSR's EMA has no bias correction: a short stage needs a short EMA horizon (0.999 ~ 1000 iterations)
+SR_DATA = ["datasets.train.batch_size_per_gpu=16"]
+X4_BODY = "warm start: span_tiny_x4 body (upsampler re-initialised)"
+DN_DATA = ["datasets.train.batch_size_per_gpu=32"]
+
+QUEUES: dict[str, list[Stage]] = {
+    # the default SR models: SPAN-tiny x4 from scratch, its DSCLoRA stage, then x3/x2 warm-started from x4's body
+    "sr": [
+        Stage("span_tiny_x4", SR_DATA + ["datasets.train.gt_size=128"] + cosine(4000, 1e-3) + every(500, 250)),
+        Stage("dsclora_span_tiny_x4", SR_DATA + ["datasets.train.gt_size=128", "train.ema_decay=0.99"]
+              + cosine(200, 2e-4, warmup=20) + every(100, 50)),
+        Stage("span_tiny_x3", SR_DATA + ["datasets.train.gt_size=96", "train.ema_decay=0.995"] + cosine(500, 5e-4)
+              + every(250, 125) + warm_start("span_tiny_x4", strict=False), note=X4_BODY),
+        Stage("span_tiny_x2", SR_DATA + ["datasets.train.gt_size=64", "train.ema_decay=0.995"] + cosine(500, 5e-4)
+              + every(250, 125) + warm_start("span_tiny_x4", strict=False), note=X4_BODY),
+    ],
+    # ESPCN (real time) and the denoisers
+    "fast": [
+        Stage("espcn_x4", cosine(12000, 1e-3, eta_min=1e-5) + every(1000, 1000)),
+        Stage("espcn_x3", cosine(8000, 1e-3, eta_min=1e-5) + every(1000, 1000)),
+        Stage("espcn_x2", cosine(8000, 1e-3, eta_min=1e-5) + every(1000, 1000)),
+        Stage("dncnn_s25", DN_DATA + cosine(800, 1e-3) + every(200, 100)),
+        Stage("dncnn_s25_weighted", DN_DATA + cosine(800, 1e-3) + every(200, 100),
+              note="same budget as dncnn_s25, for the weighted-convolution comparison"),
+        Stage("dncnn_b", DN_DATA + ["network_g.num_layers=17"] + cosine(300, 5e-4) + every(100, 100)
+              + warm_start("dncnn_s25", strict=True, key="params"),
+              note="depth 17 (not DnCNN-B's 20) so it can warm-start from dncnn_s25"),
+        Stage("cdncnn_b", DN_DATA + ["network_g.num_layers=17"] + cosine(400, 5e-4) + every(100, 100)
+              + warm_start("dncnn_s25", strict=False, key="params"),
+              note="depth 17; warm start: dncnn_s25's inner layers (first/last conv re-initialised)"),
+        fine_tune("dncnn_s15", 200, 3e-4, "dncnn_s25"),
+        fine_tune("dncnn_s50", 200, 3e-4, "dncnn_s25"),
+        fine_tune("cdncnn_s25", 150, 3e-4, "cdncnn_b"),
+        fine_tune("cdncnn_s15", 150, 3e-4, "cdncnn_b"),
+        fine_tune("cdncnn_s50", 150, 3e-4, "cdncnn_b"),
+    ],
+}
+STAGES = {s.name: s for q in QUEUES.values() for s in q}
+
+
+def finished(stage: Stage, root: Path) -> bool:
+    states = root / "experiments" / stage.name / "training_states" / f"{stage.total_iter}.state"
+    return states.exists()
+
+
+def run_stage(stage: Stage, root: Path) -> int:
+    cmd = [sys.executable, "-m", "restore.cli", "train", "-opt", stage.option_file, "--root", str(root), "--resume"]
+    for s in stage.sets:
+        cmd += ["--set", s]
+    print("+", " ".join(cmd), flush=True)
+    return subprocess.call(cmd, cwd=ROOT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--queue", choices=sorted(QUEUES), action="append", help="queue(s) to run (default: all)")
+    ap.add_argument("--only", nargs="+", choices=sorted(STAGES), help="run just these stages")
+    ap.add_argument("--root", type=Path, default=ROOT, help="experiments go to ROOT/experiments (default: project)")
+    ap.add_argument("--list", action="store_true", help="print the plan and exit")
+    a = ap.parse_args(argv)
+    stages = [STAGES[n] for n in a.only] if a.only else [s for q in (a.queue or sorted(QUEUES)) for s in QUEUES[q]]
+    for st in stages:
+        if a.list:
+            print(f"{st.name:22s} {st.option_file}  {' '.join(st.sets)}")
+            continue
+        if finished(st, a.root):
+            print(f"{st.name}: already at iteration {st.total_iter}; skipped", flush=True)
+            continue
+        rc = run_stage(st, a.root)
+        if rc != 0:
+            print(f"{st.name}: training failed (exit {rc}); stopping this queue", file=sys.stderr)
+            return rc
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
