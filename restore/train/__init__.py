@@ -14,7 +14,8 @@ Modules:
   * :mod:`restore.train.models`   -- SR, denoising and DSCLoRA distillation models (BasicSR ``SRModel``);
   * :mod:`restore.train.checkpoint` -- atomic saves, RNG capture, latest-state lookup;
   * :mod:`restore.train.loop`     -- the iteration loop (``train``);
-  * :mod:`restore.train.cli`      -- ``restore train`` / ``restore export`` sub-commands.
+  * :mod:`restore.train.testing`  -- ``restore test -opt options/test/*.yml`` (torch only, no basicsr);
+  * :mod:`restore.train.cli`      -- ``restore train`` / ``restore test`` / ``restore export`` sub-commands.
 """
 
 from __future__ import annotations
