@@ -7,6 +7,7 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -16,14 +17,34 @@ EXIT_USAGE = 2
 
 
 def _add_model_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
-    if required:
-        p.add_argument("--weights", required=True, help="checkpoint (.pth of any supported family, or ESPCN .pb)")
-    else:
-        g = p.add_mutually_exclusive_group()
-        g.add_argument("--model", help="a shipped model by name (see 'restore models')")
-        g.add_argument("--weights", help="checkpoint (.pth of any supported family, or ESPCN .pb)")
+    g = p.add_mutually_exclusive_group(required=required)
+    g.add_argument("--model", help="a shipped model by name (see 'restore models')")
+    g.add_argument("--weights", help="checkpoint (.pth of any supported family, or ESPCN .pb)")
     p.add_argument("--device", default="auto" if not required else "cpu", choices=("auto", "cpu", "cuda"),
                    help="where to run (auto: cuda when available)")
+
+
+PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16", "int8")
+
+
+def _add_precision_args(p: argparse.ArgumentParser, *, default: str = "auto") -> None:
+    p.add_argument("--precision", default=default, choices=PRECISION_CHOICES,
+                   help=f"auto: fp16 on CUDA for half-safe models, on the CPU the fastest fp32 path (ONNX Runtime, "
+                        f"PyTorch channels_last or eager, timed on the first input); bf16: faster on CPUs with "
+                        f"AVX512_BF16/AMX, ~0.01-0.07 dB lower; int8: CPU, ONNX Runtime, 0.1-1.9 dB lower (default "
+                        f"{default})")
+    p.add_argument("--calib", metavar="DIR", default=None,
+                   help="--precision int8: calibrate on these typical input images (used at their size; default: "
+                        "crops of the first image / frames being processed)")
+
+
+def _resolved_precision(precision: str, device: str, meta: object) -> str:
+    """The precision ``Restorer(precision=...)`` will run ("auto" resolved)."""
+    if precision == "int8":
+        return precision
+    from restore.engine.restorer import DTYPE_NAMES, resolve_device, resolve_precision
+
+    return DTYPE_NAMES[resolve_precision(precision, resolve_device(device), meta)]  # type: ignore[arg-type]
 
 
 def _tile(value: str) -> int | str | None:
@@ -70,15 +91,21 @@ def _output_path(src: Path, out: str | None, suffix: str, n_inputs: int) -> Path
 def cmd_process(args: argparse.Namespace, task: str) -> int:
     import time
 
+    import numpy as np
     from tqdm import tqdm
 
     from restore import io
     from restore.engine.restorer import Restorer, RunStats, is_oom
     from restore.weights import load_model, resolve_model
 
-    sigma = getattr(args, "sigma", None)
-    weights = Path(args.weights) if args.weights else resolve_model(
-        args.model, task=task, scale=getattr(args, "scale", None), sigma=sigma)
+    sigma = getattr(args, "sigma", None) or ("blind" if task == "denoise" else None)
+    by_color = task == "denoise" and not args.weights and not args.model  # gray input -> gray model, colour -> colour
+
+    def pick(color: str | None) -> Path:
+        return Path(args.weights) if args.weights else resolve_model(
+            args.model, task=task, scale=getattr(args, "scale", None), sigma=sigma, color=color)
+
+    weights = pick("rgb")
     model = load_model(weights)
     meta = model.meta
     if meta.task != task:
@@ -91,7 +118,19 @@ def cmd_process(args: argparse.Namespace, task: str) -> int:
         raise FileNotFoundError(f"no images found in {' '.join(args.inputs)}")
     if args.output and len(files) > 1 and Path(args.output).suffix and not Path(args.output).is_dir():
         raise ValueError(f"-o {args.output}: {len(files)} inputs need an output directory, not a file name")
-    runner = Restorer(model, device=args.device, tile=args.tile, precision=args.precision)
+    runner = Restorer(model, device=args.device, tile=args.tile, precision=args.precision,
+                      calibration=args.calib)
+    runners = {weights: runner}
+
+    def runner_for(img: np.ndarray) -> Restorer:
+        if not by_color:
+            return runner
+        w = pick("gray" if img.ndim == 2 or img.shape[2] == 2 else "rgb")
+        if w not in runners:
+            runners[w] = Restorer(load_model(w), device=args.device, tile=args.tile, precision=args.precision,
+                                  calibration=args.calib)
+        return runners[w]
+
     suffix = args.suffix if args.suffix is not None else (f"_x{meta.scale}" if task == "sr" else "_denoised")
     done = failed = skipped = 0
     megapixels, t0 = 0.0, time.perf_counter()
@@ -113,7 +152,7 @@ def cmd_process(args: argparse.Namespace, task: str) -> int:
             with tqdm(desc=f"{src.name} tiles", unit="tile", leave=False,
                       disable=not sys.stderr.isatty()) as tiles_bar:
                 stats = RunStats(on_forward=lambda n, bar=tiles_bar: bar.update(n - bar.n))
-                out = runner.run(img, stats=stats)
+                out = runner_for(img).run(img, stats=stats)
             for note in io.conversion_notes(dst, out, info=info):
                 print(f"restore: note: {dst}: {note}", file=sys.stderr)
             io.write_image(dst, out, info=info, overwrite=args.overwrite)
@@ -140,24 +179,33 @@ def cmd_process(args: argparse.Namespace, task: str) -> int:
     secs = time.perf_counter() - t0
     print(f"{done} image(s) written in {secs:.1f} s ({megapixels / secs if secs else 0:.2f} output MP/s)"
           f"{f', {skipped} skipped' if skipped else ''}{f', {failed} failed' if failed else ''}"
-          f" [{meta.family}/{meta.variant} x{meta.scale}, {runner.device}]")
+          f" [{meta.family}/{meta.variant} x{meta.scale}, {runner.device}, {runner.precision} {runner.backend}]")
     return 1 if failed else 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from restore.evaluate import evaluate_denoise, evaluate_sr
-    from restore.weights import load_model
+    from restore.weights import load_model, resolve_model
 
-    model = load_model(args.weights, device=args.device)
-    name = Path(args.weights).stem
+    if args.weights:
+        weights, name = Path(args.weights), Path(args.weights).stem
+    else:
+        weights, name = resolve_model(args.model, task="any"), args.model
+    model = load_model(weights, device=args.device)
     if args.sigma is not None:
-        res = evaluate_denoise(model, args.data, sigma=args.sigma, seed=args.seed, name=name,
-                               progress=not args.json, device=args.device)
+        evaluate = functools.partial(evaluate_denoise, model, args.data, sigma=args.sigma, seed=args.seed, name=name,
+                                     progress=not args.json, device=args.device)
     else:
         scale = args.scale if args.scale is not None else model.meta.scale
-        res = evaluate_sr(model, args.data, scale=scale, name=name, progress=not args.json, device=args.device)
+        evaluate = functools.partial(evaluate_sr, model, args.data, scale=scale, name=name, progress=not args.json,
+                                     device=args.device)
+    precision = _resolved_precision(args.precision, args.device, model.meta)
+    res = evaluate(precision=args.precision, calibration=args.calib)
+    ref = evaluate(precision="fp32") if precision != "fp32" else None  # the honest cost of a lossy precision
     if args.json:
-        print(json.dumps(res.to_dict()))
+        cost = {"psnr_fp32": round(ref.psnr_y, 4), "psnr_cost_db": round(res.psnr_y - ref.psnr_y, 4),
+                "ssim_fp32": round(ref.ssim_y, 4)} if ref is not None else {}
+        print(json.dumps({**res.to_dict(), "precision": precision, **cost}))
         return 0
     print(f"{'image':<24} {'PSNR':>8} {'SSIM':>7}")
     for r in res.per_image:
@@ -167,6 +215,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
           f"[{label}, {name}, {'x' + str(res.scale) if res.task == 'sr' else 'sigma ' + str(res.sigma)}]")
     if res.task == "sr":
         print(f"{'':<24} {res.psnr_y_uint8:8.4f}          [Y-PSNR with Y quantised to uint8]")
+    if ref is not None:
+        calib = (f"; int8 calibrated on {args.calib}" if args.calib else
+                 "; int8 calibrated on crops of the first image of the set") if precision == "int8" else ""
+        print(f"{'':<24} {ref.psnr_y:8.4f} {ref.ssim_y:7.4f}  [same in fp32: {precision} costs "
+              f"{res.psnr_y - ref.psnr_y:+.4f} dB {label}, {res.ssim_y - ref.ssim_y:+.4f} SSIM{calib}]")
     return 0
 
 
@@ -230,8 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_model_args(p, required=False)
         p.add_argument("--tile", type=_tile, default="auto",
                        help="tile size in LR px, 'auto' (from free memory, default), 'acs' (IMDN crops) or 0 (none)")
-        p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
-                       help="auto: fp16 on CUDA for half-safe models, fp32 on CPU")
+        _add_precision_args(p)
         p.add_argument("--suffix", default=None, help="added to output names (default _x<scale> / _denoised)")
         p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
         p.add_argument("--allow-large", action="store_true",
@@ -245,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, choices=(2, 3, 4), help="SR scale (default: the model's)")
     p.add_argument("--sigma", type=float, help="denoising: Gaussian noise level on the 0-255 scale")
     p.add_argument("--seed", type=int, default=0, help="noise seed, reset per image (default 0)")
+    _add_precision_args(p, default="fp32")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
 
@@ -258,9 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list the other architectures loadable through spandrel (optional extra restore[zoo])")
     p.set_defaults(func=cmd_models)
 
-    from restore.train.cli import add_export_parser, add_train_parser
+    from restore.train.cli import add_export_parser, add_test_parser, add_train_parser
 
     add_train_parser(sub)
+    add_test_parser(sub)
     add_export_parser(sub)
 
     from restore.bench import add_bench_parser

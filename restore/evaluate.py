@@ -147,13 +147,13 @@ def sr_pairs(pairs: list[Pair], scale: int) -> Iterator[tuple[str, np.ndarray, n
 
 
 def evaluate_sr(model: nn.Module, data: str | Path, *, scale: int, name: str = "", progress: bool = True,
-                device: str = "cpu") -> EvalResult:
+                device: str = "cpu", precision: str = "fp32", calibration: object = None) -> EvalResult:
     meta = model.meta
     if meta.task != "sr":
         raise ValueError(f"{name or meta.family}: a {meta.task} model; use --sigma for denoisers")
     if meta.scale != scale:
         raise ValueError(f"{name or meta.family}: model is x{meta.scale}, asked to evaluate x{scale}")
-    runner = Restorer(model, device=device, precision="fp32")
+    runner = Restorer(model, device=device, precision=precision, calibration=calibration)  # type: ignore[arg-type]
     pairs = find_pairs(data, scale)
     res = EvalResult(model=name or meta.variant, task="sr", data=str(data), scale=scale, sigma=None)
     for img_name, lr, hr in tqdm(sr_pairs(pairs, scale), total=len(pairs), disable=not progress,
@@ -176,11 +176,12 @@ def add_noise(clean: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
 
 
 def evaluate_denoise(model: nn.Module, data: str | Path, *, sigma: float, seed: int = 0, name: str = "",
-                     progress: bool = True, device: str = "cpu") -> EvalResult:
+                     progress: bool = True, device: str = "cpu", precision: str = "fp32",
+                     calibration: object = None) -> EvalResult:
     meta = model.meta
     if meta.task != "denoise":
         raise ValueError(f"{name or meta.family}: an x{meta.scale} SR model; use --scale for SR models")
-    runner = Restorer(model, device=device, precision="fp32")
+    runner = Restorer(model, device=device, precision=precision, calibration=calibration)  # type: ignore[arg-type]
     files = io.list_images(data)
     if not files:
         raise DatasetError(f"{data}: no images")

@@ -178,8 +178,10 @@ def shipped_models() -> list[dict[str, object]]:
     return list(json.loads(MANIFEST.read_text())["models"])
 
 
-def resolve_model(name: str | None, *, task: str, scale: int | None = None, sigma: str | None = None) -> Path:
-    """Path of a shipped model: by ``name``, else the default for (task, scale/sigma)."""
+def resolve_model(name: str | None, *, task: str, scale: int | None = None, sigma: str | None = None,
+                  color: str | None = None) -> Path:
+    """Path of a shipped model: by ``name``, else the default for (task, scale/sigma), preferring ``color``
+    (``gray``/``rgb``) when defaults exist for both."""
     models = shipped_models()
     if name is not None:
         hit = next((m for m in models if m["name"] == name), None)
@@ -190,6 +192,7 @@ def resolve_model(name: str | None, *, task: str, scale: int | None = None, sigm
     want = {"task": task, **({"scale": scale} if scale is not None else {}),
             **({"sigma": sigma} if sigma is not None else {})}
     hits = [m for m in models if m.get("default") and all(m.get(k) == v for k, v in want.items())]
+    hits.sort(key=lambda m: m.get("color") != color)  # stable: the preferred colour first, manifest order kept
     if not hits:
         what = f"x{scale} " if scale else (f"sigma {sigma} " if sigma else "")
         raise ModelLoadError(f"no shipped default {what}{task} model in this version; pass --weights FILE "

@@ -64,8 +64,8 @@ def test_tiled_equals_whole_through_the_cli(workdir: Path) -> None:
 def test_usage_errors_exit_2_with_one_line(workdir: Path) -> None:
     r = _run("upscale", "in/a.png", "--weights", "espcn.pth", "--scale", "4", cwd=workdir)
     assert r.returncode == 2 and "model is x2" in r.stderr and "Traceback" not in r.stderr
-    r = _run("upscale", "in/a.png", cwd=workdir)
-    assert r.returncode == 2 and "--weights" in r.stderr
+    r = _run("upscale", "in/a.png", "--model", "no_such_model", cwd=workdir)
+    assert r.returncode == 2 and "no shipped model named 'no_such_model'" in r.stderr and "--weights" in r.stderr
     r = _run("denoise", "in/a.png", "--weights", "espcn.pth", cwd=workdir)
     assert r.returncode == 2 and "restore upscale" in r.stderr
     r = _run("upscale", "in/a.png", "--weights", "espcn.pth", "--tile", "3", cwd=workdir)

@@ -14,19 +14,37 @@ whole group. All colour handling comes from ``model.meta``:
 
 Device: ``"auto"`` is CUDA when available, else the CPU (decided when the Restorer is built, never at import).
 
-Precision (``precision=``): ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"auto"``. Low precision runs a copy of the
-network converted with ``.to(dtype)`` (the input is scaled to the model's range in float32 and then cast; the
-output is cast back to float32). ``torch.autocast`` was not used: its per-op precision lists differ between
-CPU and CUDA, so "fp16" would mean different numerics on each device, and it re-casts the float32 weights on
-every call. Numerically delicate parts upcast inside the architectures (IMDN's CCA statistics, CFSR's
-LayerNorm). Every low-precision window is checked: a window whose output holds NaN or inf (fp16 overflow)
-is run again in float32 with the original model, logged and counted (:class:`RunStats`). ``"auto"`` is fp16
-on CUDA for models whose ``meta.half_safe`` is true and fp32 everywhere else: on the CPU fp16 is slow where
-it works at all and never chosen automatically, and for models that are not half-safe bf16 (fp32's range
-but an 8-bit mantissa, about 2-3 significant digits) costs visible accuracy, so it stays an explicit choice.
-An explicit low precision is tried on a small input when the Restorer is built; if this torch build has no
-kernel for it on the device (e.g. fp16 convolutions on some CPU builds) the constructor raises a
+Precision (``precision=``): ``"fp32"``, ``"fp16"``, ``"bf16"``, ``"int8"`` (CPU only) or ``"auto"``. Low
+precision runs a copy of the network converted with ``.to(dtype)`` (the input is scaled to the model's range in
+float32 and then cast; the output is cast back to float32). ``torch.autocast`` was not used: its per-op
+precision lists differ between CPU and CUDA, so "fp16" would mean different numerics on each device, and it
+re-casts the float32 weights on every call. Numerically delicate parts upcast inside the architectures (IMDN's
+CCA statistics, CFSR's LayerNorm). Every low-precision window is checked: a window whose output holds NaN or inf
+(fp16 overflow) is run again in float32 with the original model, logged and counted (:class:`RunStats`).
+``"auto"`` is fp16 on CUDA for models whose ``meta.half_safe`` is true and fp32 everywhere else: on the CPU fp16
+is slow where it works at all and never chosen automatically, and for models that are not half-safe bf16 (fp32's
+range but an 8-bit mantissa, about 2-3 significant digits) costs visible accuracy, so it stays an explicit
+choice. An explicit low precision is tried on a small input when the Restorer is built; if this torch build has
+no kernel for it on the device (e.g. fp16 convolutions on some CPU builds) the constructor raises a
 ``ValueError`` that names the alternatives.
+
+CPU fast paths (``backend=``, see :mod:`restore.ops.cpu` and docs/kernels.md): on the CPU, ``"auto"``/``"fp32"``
+run the fastest float32 path for this model on this machine: ``"onnxruntime"`` (ONNX Runtime session on the
+fused network, when ``onnxruntime`` + ``onnx`` are installed), ``"torch"`` (the fused network in channels_last)
+or ``"eager"`` (the model as given, NCHW). With ``backend="auto"`` the candidates are timed on the first window
+of at least ``TUNE_MIN_PIXELS`` LR px (a crop of at most ``TUNE_SIDE`` px a side) and the fastest is kept for the
+Restorer's lifetime; smaller windows before that run eager (for tiny inputs the fixed costs dominate). All three
+equal the plain PyTorch model within float32 rounding. ``"bf16"`` on the CPU runs the fused network in
+bfloat16 channels_last (``backend="eager"``: the previous NCHW copy of the model), with the same NaN/inf check
+and float32 re-run with the original model. ``"int8"`` (CPU, ONNX Runtime only) quantises the fused network
+statically (QDQ, :func:`restore.ops.cpu.quantize_int8`) when the first window arrives, calibrated on
+``calibration`` (typical *input* images: paths, a directory or uint8 arrays, used at their size) or, without it,
+on crops of that first window (the first image / first video frames being processed); it costs accuracy
+(-0.1 to -1.9 dB Y-PSNR on Set5, docs/kernels.md) and is never chosen automatically. A forced path that
+cannot run raises a ``ValueError`` naming the alternatives; nothing falls back silently (the chosen path is
+:attr:`Restorer.backend` and ``RunStats.backend``). The built session / converted copy is cached in the
+Restorer, so weights changed in place after the first run are not seen: build a new Restorer. CUDA keeps the
+PyTorch path (``backend`` "auto" or "eager").
 
 Tiling (``tile=``) happens below the colour handling, on the planes the network sees (see
 :mod:`restore.engine.tiling`): ``None`` runs the whole image in one pass; an int runs tiles of at most that
@@ -48,6 +66,7 @@ import copy
 import functools
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -64,7 +83,10 @@ from restore.engine import acs, tiling
 log = logging.getLogger(__name__)
 
 TileSpec = int | Literal["auto", "acs"] | None
-Precision = Literal["auto", "fp32", "fp16", "bf16"]
+Precision = Literal["auto", "fp32", "fp16", "bf16", "int8"]
+Backend = Literal["auto", "onnxruntime", "torch", "eager"]
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
+BACKENDS = ("auto", "onnxruntime", "torch", "eager")
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DTYPE_NAMES: dict[torch.dtype, str] = {v: k for k, v in DTYPES.items()}
 DEFAULT_FEATHER_OVERLAP = 32
@@ -73,6 +95,8 @@ LIVE_TENSORS = 10  # conservative number of simultaneously live activations of t
 CPU_MEMORY_FRACTION = 0.25
 CUDA_MEMORY_FRACTION = 0.5
 PROBE_SIDE = 16  # LR px a side of the input used to check that a low precision works
+TUNE_MIN_PIXELS = 64 * 64  # smallest window (LR px) on which the CPU fp32 paths are timed (smaller: eager)
+TUNE_SIDE = 256  # the timing runs on a crop of at most this many LR px a side of that window
 
 
 def is_oom(err: BaseException) -> bool:
@@ -126,12 +150,51 @@ def resolve_precision(precision: str, device: torch.device, meta: ModelMeta) -> 
     """The dtype the network runs in (see the module docstring for ``"auto"``)."""
     if precision == "auto":
         return torch.float16 if device.type == "cuda" and meta.half_safe else torch.float32
+    if precision == "int8":
+        raise ValueError("precision='int8' is not a torch dtype; it runs through ONNX Runtime on the CPU "
+                         "(Restorer(..., device='cpu', precision='int8'))")
     if precision not in DTYPES:
-        raise ValueError(f"precision must be one of 'auto', 'fp32', 'fp16', 'bf16'; got {precision!r}")
+        raise ValueError(f"precision must be one of 'auto', 'fp32', 'fp16', 'bf16', 'int8'; got {precision!r}")
     dtype = DTYPES[precision]
     if dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError("precision='bf16' is not supported by this GPU; use precision='fp16' or 'fp32'")
     return dtype
+
+
+def _have_onnxruntime() -> bool:
+    from restore.ops.cpu import onnxruntime_available
+
+    return onnxruntime_available()
+
+
+def check_backend(backend: str, precision: str, device: torch.device) -> None:
+    """Raise a one-line ``ValueError`` when ``backend`` cannot run ``precision`` on ``device`` (no fallback)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if precision == "int8":
+        if device.type != "cpu":
+            raise ValueError(f"precision='int8' runs on the CPU only (ONNX Runtime); use device='cpu', or "
+                             f"precision='fp16'/'fp32' on {device.type}")
+        if backend in ("torch", "eager"):
+            raise ValueError(f"precision='int8' runs through ONNX Runtime only; use backend='auto' or "
+                             f"'onnxruntime', not {backend!r}")
+        if not _have_onnxruntime():
+            raise ValueError("precision='int8' needs ONNX Runtime: pip install onnxruntime onnx (the 'onnx' extra), "
+                             "or use precision='fp32' / 'bf16'")
+        return
+    if device.type != "cpu":
+        if backend not in ("auto", "eager"):
+            raise ValueError(f"backend={backend!r} is a CPU path; on {device.type} use backend='auto'")
+        return
+    if backend == "onnxruntime":
+        if precision != "fp32":
+            raise ValueError(f"ONNX Runtime has no {precision} CPU convolutions; use backend='auto' for "
+                             f"precision={precision!r}, or precision='fp32'/'int8' with backend='onnxruntime'")
+        if not _have_onnxruntime():
+            raise ValueError("backend='onnxruntime' needs ONNX Runtime: pip install onnxruntime onnx (the 'onnx' "
+                             "extra), or use backend='auto'")
+    if backend == "torch" and precision == "fp16":
+        raise ValueError("precision='fp16' on the CPU runs eager only; use backend='auto' (or precision='bf16')")
 
 
 def _alternatives(dtype: torch.dtype, device: torch.device) -> str:
@@ -147,13 +210,15 @@ class RunStats:
     Restorer itself keeps no per-image state).
 
     ``forwards``: network calls; ``windows``: images x tiles (or crops) run; ``fp32_retries``: windows
-    re-run in float32 because their low-precision output had NaN/inf; ``oom_retries``: out-of-memory
+    re-run in float32 because their low-precision output had NaN/inf; ``backend``: the path that ran (see
+    :attr:`Restorer.backend`); ``oom_retries``: out-of-memory
     retries with smaller tiles; ``tiles``: the tile sides (grid tiler) or crop-area limits (ACS) used,
     in order. ``on_forward``: optional callback given the running ``windows`` count after each network call
     (progress bars).
     """
 
     precision: str = "fp32"
+    backend: str = ""
     forwards: int = 0
     windows: int = 0
     fp32_retries: int = 0
@@ -184,8 +249,8 @@ class _Prepared:
 
 
 class Restorer:
-    """Run ``model`` on images; holds only the model(s), device, precision and tiling settings (no per-image
-    state: per-run counters go to an optional :class:`RunStats`)."""
+    """Run ``model`` on images; holds only the model(s), device, precision and tiling settings, and the CPU fast
+    path once built (no per-image state: per-run counters go to an optional :class:`RunStats`)."""
 
     def __init__(
         self,
@@ -196,6 +261,8 @@ class Restorer:
         tile: TileSpec = None,
         overlap: int | None = None,
         acs_min_size: int | None = None,
+        backend: Backend = "auto",
+        calibration: object = None,
     ) -> None:
         integral = isinstance(tile, int | np.integer) and not isinstance(tile, bool)
         named = isinstance(tile, str) and tile in ("auto", "acs")
@@ -210,8 +277,17 @@ class Restorer:
         self.model = model.eval().to(self.device)
         self.meta: ModelMeta = model.meta
         self.multiple = max(1, self.meta.size_multiple)
-        self.dtype = resolve_precision(precision, self.device, self.meta)
-        self.precision = DTYPE_NAMES[self.dtype]
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+        self.dtype = torch.float32 if precision == "int8" else resolve_precision(precision, self.device, self.meta)
+        self.precision = "int8" if precision == "int8" else DTYPE_NAMES[self.dtype]
+        check_backend(backend, self.precision, self.device)
+        if calibration is not None and self.precision != "int8":
+            raise ValueError(f"calibration images are for precision='int8' only (precision is {self.precision!r})")
+        self.backend_request: str = backend
+        self.calibration = calibration
+        self._fast: nn.Module | None = None  # the CPU fp32 / int8 runner, built by the first window
+        self._fast_lock = threading.Lock()
         self.low_model = None if self.dtype is torch.float32 else self._low_precision_model()
         self.tile: TileSpec = tile
         self.acs_min_size = acs_min_size
@@ -223,11 +299,17 @@ class Restorer:
     def _low_precision_model(self) -> nn.Module:
         """A copy of the model in ``self.dtype``, tried once on a small input (the float32 model is kept
         for the NaN/inf retries)."""
-        low = copy.deepcopy(self.model).to(self.dtype)
         m = self.meta
         side = tiling.round_up(PROBE_SIDE, self.multiple)
         x = torch.full((1, m.in_channels, side, side), 0.5 * m.input_range, device=self.device, dtype=self.dtype)
         try:
+            if self._channels_last_low:
+                from restore.ops.cpu import deploy_copy
+
+                low = deploy_copy(self.model).to(self.dtype).to(memory_format=torch.channels_last)
+                x = x.contiguous(memory_format=torch.channels_last)
+            else:
+                low = copy.deepcopy(self.model).to(self.dtype)
             with torch.inference_mode():
                 low(x)
         except (RuntimeError, NotImplementedError) as e:
@@ -240,6 +322,78 @@ class Restorer:
                 f"({msg}); use {_alternatives(self.dtype, self.device)}") from e
         return low
 
+    @property
+    def _channels_last_low(self) -> bool:
+        """bf16 on the CPU: the fused network in channels_last (what makes bf16 fast on x86)."""
+        return self.device.type == "cpu" and self.dtype is torch.bfloat16 and self.backend_request != "eager"
+
+    @property
+    def backend(self) -> str:
+        """The path that runs the network: ``"onnxruntime"``, ``"torch"`` (fused, channels_last) or ``"eager"``
+        (the model as given); ``"pending"`` on the CPU while ``backend="auto"`` has not seen a window large
+        enough to time the fp32 candidates (or int8 has not been built yet)."""
+        if self._fast is not None:
+            return str(getattr(self._fast, "backend", "eager"))
+        if self.device.type != "cpu" or self.precision == "fp16" or self.backend_request == "eager":
+            return "eager"
+        if self.precision == "bf16":
+            return "torch"
+        if self.backend_request == "torch":
+            return "torch"
+        return "pending"
+
+    def _fp32_runner(self, x: torch.Tensor) -> nn.Module | None:
+        """The CPU fast path for ``x`` (fp32 or int8), built and cached on first use; None: run the model as
+        given (CUDA, ``backend="eager"``, or a window too small to time the candidates on)."""
+        if self._fast is not None:
+            return self._fast
+        if self.device.type != "cpu" or x.device.type != "cpu" or self.backend_request == "eager":
+            return None
+        small = x.shape[-2] * x.shape[-1] < TUNE_MIN_PIXELS
+        if self.precision == "fp32" and self.backend_request == "auto" and small:
+            return None
+        with self._fast_lock:
+            if self._fast is None:
+                self._fast = self._build_fast(x)
+        return self._fast
+
+    def _build_fast(self, x: torch.Tensor) -> nn.Module:
+        from restore.ops import cpu
+
+        if self.precision == "int8":
+            return self._build_int8(x)
+        if self.backend_request == "auto":
+            side_h = max(self.multiple, tiling.round_down(min(x.shape[-2], TUNE_SIDE), self.multiple))
+            side_w = max(self.multiple, tiling.round_down(min(x.shape[-1], TUNE_SIDE), self.multiple))
+            runner, times = cpu.fastest_fp32(self.model, x[:1, :, :side_h, :side_w])
+            log.info("CPU fp32 path for %s/%s: %s (%s)", self.meta.family, self.meta.variant, runner.backend,
+                     ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in times.items()))
+            return runner
+        try:
+            return cpu.optimize_for_inference(self.model, precision="fp32", backend=self.backend_request)
+        except (RuntimeError, TypeError, NotImplementedError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ValueError(f"backend={self.backend_request!r} cannot run {self.meta.family}/{self.meta.variant} "
+                             f"({msg}); use backend='auto' or 'eager'") from e
+
+    def _build_int8(self, x: torch.Tensor) -> nn.Module:
+        from restore.ops import cpu
+
+        if self.calibration is None:
+            inputs = cpu.calibration_crops(x, multiple=self.multiple)
+            source = f"{len(inputs)} crop(s) of the first input"
+        else:
+            inputs = cpu.calibration_inputs(self.meta, self.calibration, downscale=False)  # type: ignore[arg-type]
+            source = f"{len(inputs)} calibration image(s)"
+        try:
+            q = cpu.optimize_for_inference(self.model, precision="int8", backend="onnxruntime", calibration=inputs)
+        except (RuntimeError, TypeError, NotImplementedError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ValueError(f"precision='int8' cannot run {self.meta.family}/{self.meta.variant} ({msg}); use "
+                             f"precision='fp32' or 'bf16'") from e
+        log.info("int8 (ONNX Runtime QDQ) for %s/%s calibrated on %s", self.meta.family, self.meta.variant, source)
+        return q
+
     # ------------------------------------------------------------------------------------------ network
 
     def _net(self, x: torch.Tensor, stats: RunStats | None) -> torch.Tensor:
@@ -251,10 +405,12 @@ class Restorer:
             if stats.on_forward is not None:
                 stats.on_forward(stats.windows)
         if self.low_model is None:
-            return self.model(x)
-        y = self.low_model(x.to(self.dtype))
+            fast = self._fp32_runner(x)
+            return self.model(x) if fast is None else fast(x)
+        xl = x.to(self.dtype)
+        y = self.low_model(xl.contiguous(memory_format=torch.channels_last) if self._channels_last_low else xl)
         bad = ~torch.isfinite(y).flatten(1).all(dim=1)
-        y = y.float()
+        y = y.float().contiguous()
         if bool(bad.any()):
             idx = bad.nonzero().flatten()
             log.warning("%d of %d window(s) gave NaN/inf in %s; re-running them in fp32", idx.numel(), x.shape[0],
@@ -422,6 +578,7 @@ class Restorer:
             raise ValueError(f"batch_size must be None or >= 1, got {batch_size}")
         if stats is not None:
             stats.precision = self.precision
+            stats.backend = self.backend
         prepared = [self._prepare(img) for img in images]
         groups: dict[tuple[object, ...], list[_Job]] = {}
         for p in prepared:
@@ -437,18 +594,31 @@ class Restorer:
         for p in prepared:
             for step_fn in p.finish:
                 step_fn()
+        if stats is not None:
+            stats.backend = self.backend
         return [p.result() for p in prepared]
 
 
 def _merge_chroma(ycc: np.ndarray, y: np.ndarray, out: np.ndarray, scale: int, *, uint8_path: bool) -> None:
     """Y-channel models: restored Y + bilinear Cr/Cb, back to RGB into ``out`` (uint8 RGB: dnn_superres's
-    uint8 conversion)."""
+    uint8 conversion).
+
+    The uint8 path is :func:`restore.io.ycrcb_full_to_rgb` done with OpenCV kernels: Y clamped at 0, then
+    ``convertScaleAbs`` (x255, round half to even, saturate) gives the same bytes as numpy's
+    ``clip(rint(x * 255), 0, 255)`` in a quarter of the time (a video frame's biggest cost after the network)."""
     ycc_up = io.resize_bilinear(ycc, scale)
-    ycc_up[..., 0] = y[..., 0]
     if uint8_path:
-        out[...] = io.ycrcb_full_to_rgb(ycc_up, np.uint8)
-    else:
-        tiling.store(out, io.ycrcb_full_to_rgb(ycc_up))
+        import cv2
+
+        np.maximum(y[..., 0], np.float32(0.0), out=ycc_up[..., 0])
+        ycc8 = cv2.convertScaleAbs(ycc_up, alpha=255.0)
+        if out.flags.c_contiguous:
+            cv2.cvtColor(ycc8, cv2.COLOR_YCrCb2RGB, dst=out)
+        else:
+            out[...] = cv2.cvtColor(ycc8, cv2.COLOR_YCrCb2RGB)
+        return
+    ycc_up[..., 0] = y[..., 0]
+    tiling.store(out, io.ycrcb_full_to_rgb(ycc_up))
 
 
 def _attach_alpha(alpha: np.ndarray, out: np.ndarray, scale: int) -> None:

@@ -312,7 +312,7 @@ class _Pipeline:
 
 
 def _restorer(model: nn.Module | Restorer | str | Path, *, device: str, precision: str,
-              tile: int | str | None) -> Restorer:
+              tile: int | str | None, calibration: object = None) -> Restorer:
     from restore.engine.restorer import Restorer
 
     if isinstance(model, Restorer):
@@ -321,12 +321,14 @@ def _restorer(model: nn.Module | Restorer | str | Path, *, device: str, precisio
         from restore.weights import load_model
 
         model = load_model(model)
-    return Restorer(model, device=device, precision=precision, tile=tile)  # type: ignore[arg-type]
+    return Restorer(model, device=device, precision=precision, tile=tile,  # type: ignore[arg-type]
+                    calibration=calibration)
 
 
 def stream(frames: Iterable[np.ndarray], *, model: nn.Module | Restorer | str | Path, device: str = "auto",
            precision: str = "auto", tile: int | str | None = None, batch: int = 1, buffer: int = 2,
-           drop: bool = False, stats: PipelineStats | None = None) -> Iterator[np.ndarray]:
+           drop: bool = False, stats: PipelineStats | None = None,
+           calibration: object = None) -> Iterator[np.ndarray]:
     """Upscale a stream of frames: ``for out in stream(frames, model=...)`` yields one restored frame per input
     frame, in order (fewer with ``drop=True``), while the next frames are read and processed in background
     threads.
@@ -338,10 +340,12 @@ def stream(frames: Iterable[np.ndarray], *, model: nn.Module | Restorer | str | 
     greedily: whatever is waiting, up to ``batch``, so a slow source is never waited for). ``buffer``: frames
     that may wait before and after the network; at most :func:`max_in_flight` frames are in flight.
     ``drop``: for live sources, drop the oldest waiting frame instead of blocking the source when the network
-    falls behind. ``stats``: a :class:`PipelineStats` to fill (fps, latency, drops). Errors in the background
-    are raised here; breaking out of the loop stops the threads.
+    falls behind. ``stats``: a :class:`PipelineStats` to fill (fps, latency, drops). ``precision`` /
+    ``calibration``: as :class:`~restore.engine.restorer.Restorer` (``"int8"`` without calibration images
+    calibrates on crops of the first frames). Errors in the background are raised here; breaking out of the
+    loop stops the threads.
     """
-    runner = _restorer(model, device=device, precision=precision, tile=tile)
+    runner = _restorer(model, device=device, precision=precision, tile=tile, calibration=calibration)
     pipe = _Pipeline(frames, lambda imgs: runner.run_batch(imgs, batch_size=batch), is_frame=lambda _: True,
                      batch=batch, buffer=buffer, greedy=True, drop=drop)
     if stats is not None:
@@ -399,7 +403,7 @@ def upscale_video(source: str | Path, output: str | Path | None, model: nn.Modul
                   overwrite: bool = False,
                   live: bool = False, device: str = "auto", precision: str = "auto", tile: int | str | None = None,
                   progress: Callable[[PipelineStats], None] | None = None,
-                  on_start: Callable[[VideoInfo, int], None] | None = None) -> VideoResult:
+                  on_start: Callable[[VideoInfo, int], None] | None = None, calibration: object = None) -> VideoResult:
     """Upscale the video ``source`` into ``output`` (see the module docstring); returns a :class:`VideoResult`.
 
     ``model``: as for :func:`stream`. ``start``/``stop``: frame range (0-based, ``stop`` exclusive). ``batch``:
@@ -411,7 +415,7 @@ def upscale_video(source: str | Path, output: str | Path | None, model: nn.Modul
     from restore import io
 
     src = str(source)
-    runner = _restorer(model, device=device, precision=precision, tile=tile)
+    runner = _restorer(model, device=device, precision=precision, tile=tile, calibration=calibration)
     batch = batch or default_batch(runner.device)
     scale = runner.meta.scale
     info = io.probe_video(src)
@@ -553,7 +557,7 @@ def _crf(value: str) -> int:
 
 def add_video_parser(subparsers: Any) -> argparse.ArgumentParser:
     """``restore video``: add the sub-command to ``build_parser``'s sub-parsers."""
-    from restore.cli import _add_model_args, _tile
+    from restore.cli import _add_model_args, _add_precision_args, _tile
 
     p = subparsers.add_parser("video", help="upscale a video (keeps audio, subtitles, timing, rotation, colour)",
                               description="Upscale a video file (or, with --live, a camera / stream). Audio and "
@@ -566,8 +570,7 @@ def add_video_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_positive, default=None,
                    help=f"frames per network call (default {GPU_BATCH} on CUDA, 1 on the CPU; with --live: up to N "
                         f"waiting frames)")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
-                   help="auto: fp16 on CUDA for half-safe models, fp32 on CPU")
+    _add_precision_args(p)
     p.add_argument("--tile", type=_tile, default="auto",
                    help="tile size in LR px per frame, 'auto' (default), 'acs' or 0 (whole frame)")
     p.add_argument("--codec", default=None,
@@ -620,7 +623,8 @@ def cmd_video(args: argparse.Namespace) -> int:
         raise ValueError(f"{weights}: a {meta.task} model; 'restore video' needs a super-resolution model")
     if args.scale is not None and args.scale != meta.scale:
         raise ValueError(f"{weights}: model is x{meta.scale}, but --scale {args.scale} was asked")
-    runner = Restorer(model, device=args.device, tile=args.tile, precision=args.precision)
+    runner = Restorer(model, device=args.device, tile=args.tile, precision=args.precision,
+                      calibration=args.calib)
     batch = args.batch or default_batch(runner.device)
     if runner.device.type == "cpu":
         import torch
@@ -664,6 +668,6 @@ def cmd_video(args: argparse.Namespace) -> int:
     print(f"{res.source}{where}: {res.frames} frames{dropped} in {res.seconds:.1f} s, {res.fps:.1f} fps, "
           f"real-time factor {res.realtime_factor:.2f} ({res.video_seconds:.1f} s of video; "
           f"{res.in_size[0]}x{res.in_size[1]} -> {res.out_size[0]}x{res.out_size[1]}, {meta.family}/{meta.variant} "
-          f"x{meta.scale}, {runner.device}, {runner.precision}, batch {batch}"
+          f"x{meta.scale}, {runner.device}, {runner.precision} {runner.backend}, batch {batch}"
           f"{f', {_threads()} threads' if runner.device.type == 'cpu' else ''})")
     return 0

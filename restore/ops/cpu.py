@@ -20,14 +20,22 @@ Without ``onnxruntime`` (an optional extra: ``pip install onnxruntime onnx``) ``
 PyTorch eager with ``inference_mode`` + channels_last for fp32 (int8 then raises: no PyTorch int8 path was
 kept, see docs/kernels.md). The returned module takes and returns float32 NCHW tensors in the model's own
 convention (``meta`` is the source model's), so the engine can use it in place of the model.
+
+Which float32 path wins depends on the CPU and the network (on the AMD EPYC of docs/kernels.md ONNX Runtime
+won everywhere; on an Intel Xeon with AMX, PyTorch channels_last or plain eager won for ESPCN x4, SPAN-tiny and
+IMDN-RTC): :func:`fastest_fp32` times the candidates on a probe input and keeps the fastest. The engine
+(:class:`restore.engine.restorer.Restorer`) uses it for ``precision="auto"``/``"fp32"`` on the CPU.
 """
 
 from __future__ import annotations
 
 import copy
 import io
+import logging
+import math
 import tempfile
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +43,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+log = logging.getLogger(__name__)
+
 PRECISIONS = ("fp32", "bf16", "int8")
 BACKENDS = ("auto", "onnxruntime", "torch")
 OPSET = 17
 CALIB_IMAGES = 8  # images used for int8 calibration
 CALIB_SIDE = 96  # LR crop side (px) of each calibration input
+FP32_CANDIDATES = ("onnxruntime", "torch", "eager")  # timed by fastest_fp32
+VERIFY_RTOL = 1e-3  # a fast path's output on the probe must equal the model's within this (x max(1, |ref|))
 
 
 def onnxruntime_available() -> bool:
@@ -253,8 +265,9 @@ def optimize_for_inference(
 
     ``precision``: 'fp32', 'bf16' or 'int8'. ``backend``: 'auto' (ONNX Runtime when installed, except bf16),
     'onnxruntime' or 'torch'. ``calibration`` (int8 only, required): images (uint8 RGB arrays or paths) or a
-    directory; see :func:`calibration_inputs`. ``threads``: ONNX Runtime intra-op threads (default: torch's).
-    ``keep_edges_float``: leave the first and last convolution in float32 (int8)."""
+    directory (see :func:`calibration_inputs`), or model-space NCHW tensors used as they are (e.g.
+    :func:`calibration_crops` of the inputs being processed). ``threads``: ONNX Runtime intra-op threads
+    (default: torch's). ``keep_edges_float``: leave the first and last convolution in float32 (int8)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     if backend not in BACKENDS:
@@ -275,8 +288,109 @@ def optimize_for_inference(
     if precision == "int8":
         if calibration is None:
             raise ValueError("precision='int8' needs calibration images (a few typical inputs or training images)")
-        inputs = calibration_inputs(net.meta, calibration)
+        inputs = _calibration_tensors(net.meta, calibration)
         convs = _conv_names(graph)
         keep = [convs[0], convs[-1]] if keep_edges_float and len(convs) > 2 else []
         graph = quantize_int8(graph, inputs, keep_float=keep, method=calib_method)
     return OptimizedModel(net, precision=precision, backend="onnxruntime", session=ort_session(graph, threads))
+
+
+# --------------------------------------------------------------------------------- engine helpers
+
+
+def _calibration_tensors(meta: Any, calibration: Any) -> list[Tensor]:
+    if isinstance(calibration, Sequence) and not isinstance(calibration, str) and calibration and all(
+            isinstance(t, Tensor) for t in calibration):
+        return [t.detach().float().cpu() for t in calibration]
+    return calibration_inputs(meta, calibration)
+
+
+def calibration_crops(x: Tensor, *, count: int = CALIB_IMAGES, side: int = CALIB_SIDE,
+                      multiple: int = 1) -> list[Tensor]:
+    """Up to ``count`` crops (1, C, s, s) of a model-space NCHW batch ``x`` (the inputs being processed),
+    ``s = min(side, H, W)`` rounded down to ``multiple``, spread over a grid of every image of the batch (int8
+    calibration without training images)."""
+    n, _, h, w = x.shape
+    s = max(1, min(side, h, w))
+    s = max(min(multiple, h, w), s // multiple * multiple)
+    k = max(1, math.ceil(math.sqrt(count / max(1, n))))
+    ys = sorted({round(v) for v in np.linspace(0, h - s, k)})
+    xs = sorted({round(v) for v in np.linspace(0, w - s, k)})
+    crops = [x[i:i + 1, :, y0:y0 + s, x0:x0 + s] for i in range(n) for y0 in ys for x0 in xs]
+    step = max(1, len(crops) // count)
+    return [c.detach().float().cpu().contiguous() for c in crops[::step][:count]]
+
+
+class EagerModel(nn.Module):
+    """The model as given (NCHW, float32) under ``inference_mode``: the reference the fast paths are timed
+    against."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.source = model
+        self.precision, self.backend = "fp32", "eager"
+
+    @property
+    def meta(self) -> Any:
+        return self.source.meta
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.inference_mode():
+            return self.source(x)
+
+
+def _best_time(fn: Callable[[Tensor], Tensor], x: Tensor, reps: int) -> float:
+    fn(x)  # warm-up (first-call allocations, oneDNN primitive creation)
+    best = math.inf
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn(x)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _close(y: Tensor, ref: Tensor, rtol: float = VERIFY_RTOL) -> bool:
+    return y.shape == ref.shape and bool(torch.isfinite(y).all()) and (
+        (y.float() - ref.float()).abs().max().item() <= rtol * max(1.0, ref.abs().max().item()))
+
+
+def fastest_fp32(model: nn.Module, probe: Tensor, *, candidates: Sequence[str] = FP32_CANDIDATES,
+                 threads: int | None = None, reps: int = 2) -> tuple[nn.Module, dict[str, float]]:
+    """The fastest float32 CPU runner for ``model`` on inputs like ``probe`` (model-space NCHW).
+
+    Candidates: ``onnxruntime`` (:func:`optimize_for_inference` fp32: ONNX Runtime on the fused network),
+    ``torch`` (the fused network in channels_last), ``eager`` (``model`` as given). ``model`` runs first on the
+    probe (its errors, e.g. out of memory, propagate: they are the caller's); each other candidate must give
+    the same output within ``VERIFY_RTOL`` (a traced graph that froze a size-dependent branch, or a broken
+    ``fuse()``, is caught here) and is then run once and timed ``reps`` times; the best time wins. A candidate
+    that cannot be built (onnxruntime missing, export failure), fails on the probe or disagrees is skipped with a
+    warning. Returns the runner (``.backend`` names it) and the times in seconds."""
+    probe = probe.detach().float().cpu().contiguous()
+    eager = EagerModel(model)
+    ref = eager(probe)
+    times: dict[str, float] = {}
+    runners: dict[str, nn.Module] = {}
+    for name in candidates:
+        if name not in FP32_CANDIDATES:
+            raise ValueError(f"unknown fp32 candidate {name!r}; use {', '.join(FP32_CANDIDATES)}")
+        try:
+            if name == "eager":
+                runner: nn.Module = eager
+            elif name == "onnxruntime":
+                if not onnxruntime_available():
+                    continue
+                runner = optimize_for_inference(model, precision="fp32", backend="onnxruntime", threads=threads)
+            else:
+                runner = optimize_for_inference(model, precision="fp32", backend="torch")
+            if runner is not eager and not _close(runner(probe), ref):
+                log.warning("fp32 CPU path %r skipped: its output differs from the model's on a %dx%d input", name,
+                            probe.shape[-2], probe.shape[-1])
+                continue
+            times[name] = _best_time(runner, probe, reps)
+            runners[name] = runner
+        except Exception as e:  # noqa: BLE001 - any failure of an optional path only removes that candidate
+            log.warning("fp32 CPU path %r skipped: %s", name, str(e).splitlines()[0] if str(e) else type(e).__name__)
+    if not times:  # only when "eager" is not a candidate
+        runners["eager"], times["eager"] = eager, math.nan
+    best = min(times, key=lambda k: (math.isnan(times[k]), times[k]))
+    return runners[best], times
