@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,15 @@ def shared_path(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"../shared fixture not present: {p}")
     return p
+
+
+def restore_exe() -> str:
+    """The installed ``restore`` console script (beside this Python first); skip when not installed."""
+    exe = Path(sys.executable).parent / "restore"
+    found = str(exe) if exe.exists() else shutil.which("restore")
+    if found is None:
+        pytest.skip("the restore console script is not installed (pip install -e .)")
+    return found
 
 
 @pytest.fixture(autouse=True)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,17 +13,11 @@ from restore import io
 from restore.archs.espcn import ESPCN
 from restore.archs.span import SPAN
 
-
-def _exe() -> str:
-    exe = Path(sys.executable).parent / "restore"
-    found = str(exe) if exe.exists() else shutil.which("restore")
-    if found is None:
-        pytest.skip("the restore console script is not installed (pip install -e .)")
-    return found
+from .conftest import restore_exe
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([_exe(), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
+    return subprocess.run([restore_exe(), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
 @pytest.fixture()

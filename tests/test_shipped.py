@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ import pytest
 from restore import io, weights
 from restore.weights import MANIFEST, SHIPPED_DIR, load_model, resolve_model, shipped_models
 
-from .conftest import SHARED
+from .conftest import SHARED, restore_exe
 
 MODELS = shipped_models()
 needs_models = pytest.mark.skipif(not MODELS, reason="no weights shipped in restore/weights yet")
@@ -81,21 +79,14 @@ def test_default_resolution_prefers_the_input_colour(tmp_path: Path, monkeypatch
         resolve_model(None, task="sr", scale=2)
 
 
-def _exe() -> str:
-    exe = Path(sys.executable).parent / "restore"
-    found = str(exe) if exe.exists() else shutil.which("restore")
-    if found is None:
-        pytest.skip("the restore console script is not installed (pip install -e .)")
-    return found
-
 
 def test_upscale_with_no_model_named_uses_the_default_x4(tmp_path: Path) -> None:
     if _default("sr", scale=4) is None:
         pytest.skip("no default x4 model shipped yet")
     rng = np.random.default_rng(0)
     io.write_image(tmp_path / "in.png", rng.integers(0, 256, (21, 27, 3), dtype=np.uint8))
-    r = subprocess.run([_exe(), "upscale", "in.png", "--scale", "4"], capture_output=True, text=True, cwd=tmp_path,
-                       timeout=120)
+    r = subprocess.run([restore_exe(), "upscale", "in.png", "--scale", "4"], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=120)
     assert r.returncode == 0, r.stderr
     assert io.read_image(tmp_path / "in_x4.png").shape == (84, 108, 3)
 
@@ -107,7 +98,7 @@ def test_denoise_with_no_model_named_picks_by_colour(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     io.write_image(tmp_path / "in" / "g.png", rng.integers(0, 256, (19, 23), dtype=np.uint8))
     io.write_image(tmp_path / "in" / "c.png", rng.integers(0, 256, (19, 23, 3), dtype=np.uint8))
-    r = subprocess.run([_exe(), "denoise", "in", "-o", "out"], capture_output=True, text=True, cwd=tmp_path,
+    r = subprocess.run([restore_exe(), "denoise", "in", "-o", "out"], capture_output=True, text=True, cwd=tmp_path,
                        timeout=120)
     assert r.returncode == 0, r.stderr
     assert io.read_image(tmp_path / "out" / "g_denoised.png").shape == (19, 23)
