@@ -1,7 +1,8 @@
 """Export the weights trained by ``scripts/train_release.py`` into ``restore/weights/`` with a manifest.
 
 For each shipped model: the newest training state of its last stage names the checkpoint; ``restore export
---fuse`` turns it into the deploy-form network (EMA weights, ConvLoRA merged, Conv3XC / BatchNorm / weighted
+--fuse`` turns it into the deploy-form network (EMA weights where the EMA has settled, else the raw weights
+at the end of the cosine schedule; ConvLoRA merged, Conv3XC / BatchNorm / weighted
 conv folded), stored as float16 to keep the package small (loaded back as float32; the results table is
 measured on exactly these files). ``restore/weights/manifest.json`` records, per model: task, scale, sigma,
 colour, parameters, sha256, and how it was trained -- every stage's option file, ``--set`` overrides,
@@ -33,6 +34,7 @@ from train_release import STAGES  # noqa: E402
 
 WEIGHTS = ROOT / "restore" / "weights"
 MANIFEST = WEIGHTS / "manifest.json"
+EMA_SETTLED = 1e-3  # ship the EMA only once decay**iterations (the initial weights' share in it) is below this
 TIME_RE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ INFO: ")
 
 
@@ -100,13 +102,15 @@ def stage_record(name: str, exp_root: Path) -> dict[str, object] | None:
         if len(times) > 1:
             seconds += (times[-1] - times[0]).total_seconds()
     opts = load_options(ROOT / stage.option_file, stage.sets, check_classes=False)
+    decay = float(opts.train.ema_decay or 0)
+    key = "params_ema" if decay > 0 and decay ** int(state["iter"]) < EMA_SETTLED else "params"
     roots = opts.datasets["train"].dataroot_gt
     data = {str(r): sum(1 for f in (ROOT / r).iterdir() if f.is_file()) if (ROOT / r).is_dir() else 0
             for r in ([roots] if isinstance(roots, str) else roots)}
     return {"stage": name, "option_file": stage.option_file, "overrides": stage.sets, "note": stage.note,
             "iterations": int(state["iter"]), "total_iter": stage.total_iter,
             "finished": int(state["iter"]) >= stage.total_iter, "wall_seconds": round(seconds),
-            "train_data": data, "checkpoint": str(exp / "models" / str(state["model_file"]))}
+            "train_data": data, "weights": key, "checkpoint": str(exp / "models" / str(state["model_file"]))}
 
 
 def ship_one(ship: Ship, exp_root: Path, *, partial: bool) -> dict[str, object] | None:
@@ -118,7 +122,7 @@ def ship_one(ship: Ship, exp_root: Path, *, partial: bool) -> dict[str, object] 
         return None
     out = WEIGHTS / f"{ship.name}.pth"
     with tempfile.TemporaryDirectory() as tmp:
-        res = export(records[-1]["checkpoint"], Path(tmp) / "fp32.pth", fuse=True)
+        res = export(records[-1]["checkpoint"], Path(tmp) / "fp32.pth", fuse=True, key=str(records[-1]["weights"]))
         sd = torch.load(Path(tmp) / "fp32.pth", map_location="cpu", weights_only=True)
         half = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
         from restore.train.checkpoint import atomic_save

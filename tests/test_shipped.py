@@ -67,12 +67,15 @@ def test_default_resolution_prefers_the_input_colour(tmp_path: Path, monkeypatch
                 "file": f"{name}.pth"}
 
     doc = {"models": [entry("c25", "denoise", 1, "25", "rgb", True), entry("g25", "denoise", 1, "25", "gray", True),
+                      entry("g50", "denoise", 1, "50", "gray", True), entry("cb", "denoise", 1, "blind", "rgb", True),
                       entry("x4", "sr", 4, None, "rgb", True), entry("e4", "sr", 4, None, "y", False)]}
     (tmp_path / "manifest.json").write_text(json.dumps(doc))
     monkeypatch.setattr(weights, "SHIPPED_DIR", tmp_path)
     monkeypatch.setattr(weights, "MANIFEST", tmp_path / "manifest.json")
     assert resolve_model(None, task="denoise", sigma="25", color="gray").name == "g25.pth"
     assert resolve_model(None, task="denoise", sigma="25", color="rgb").name == "c25.pth"
+    assert resolve_model(None, task="denoise", sigma="50", color="rgb").name == "cb.pth"  # colour blind > gray
+    assert resolve_model(None, task="denoise", sigma="50", color="gray").name == "g50.pth"
     assert resolve_model(None, task="sr", scale=4).name == "x4.pth"
     assert resolve_model("e4", task="sr").name == "e4.pth"
     with pytest.raises(weights.ModelLoadError, match="no shipped default x2 sr model"):
