@@ -859,7 +859,8 @@ def list_images(folder: str | Path) -> list[Path]:
 # these functions only, never when ``restore`` or this module is imported.
 #
 # Reading (:func:`probe_video`, :func:`read_video`): the first video stream is decoded to HxWx3 uint8 RGB with
-# FFmpeg's swscale, using the matrix and range the stream declares (BT.601 when it declares none); every
+# FFmpeg's swscale, using the matrix and range the stream declares (BT.601 when it declares none), or, with
+# ``pixels="yuv420p"``, kept as its 8-bit 4:2:0 planes (:class:`YuvFrame`, no colour conversion); every
 # audio, subtitle and data stream is demuxed and handed on as packets, untouched, to be copied into the output.
 # Frames keep their own timestamps (variable frame rate survives); a frame whose size differs from the first
 # one (a mid-stream resolution change) is scaled to the first frame's size. Frame side data that describes
@@ -870,11 +871,21 @@ def list_images(folder: str | Path) -> list[Path]:
 # colour range / matrix / primaries / transfer tags and display matrix, plus a stream-copy of every audio,
 # subtitle and data stream of the source (the packets' bytes are written as read). The output pixel format
 # is yuv420p (yuv444p when the source is 4:4:4 and the codec allows it; the codec's own format when it has
-# no yuv420p, e.g. ``png``). 4:2:0 / 4:2:2 need even dimensions: an odd output width or height is cropped by
-# one pixel (the last column / row), which :attr:`VideoWriter.cropped` reports. The file is written under a
-# hidden temporary name in the destination folder (:func:`video_temp_path`) and renamed to its final name by
-# :func:`publish_video` only when complete, so a failed or killed run never leaves a partial file at the
-# final name.
+# no yuv420p, e.g. ``png``). :meth:`VideoWriter.write` also takes a :class:`YuvFrame`, whose planes go to the
+# encoder as they are (no RGB round trip). 4:2:0 / 4:2:2 need even dimensions: an odd output width or height
+# is cropped by one pixel (the last column / row), which :attr:`VideoWriter.cropped` reports. The file is
+# written under a hidden temporary name in the destination folder (:func:`video_temp_path`) and renamed to its
+# final name by :func:`publish_video` only when complete, so a failed or killed run never leaves a partial file
+# at the final name.
+#
+# Y-plane path (Y-channel models such as ESPCN, whose colour space is OpenCV's full-range YCrCb: only Y goes
+# through the network): :func:`yuv_luma_for_model` maps a frame's Y plane to the model's full-range Y in
+# [0, 1] (limited range: ``(Y - 16) / 219``, clipped; full range: ``Y / 255``) and :func:`yuv_from_luma`
+# maps the restored Y back to the frame's range (clipped to [0, 1] first, then ``16 + 219 y`` or ``255 y``,
+# rounded) and upscales U and V bilinearly (OpenCV, as the RGB path does with Cr/Cb), into one contiguous
+# yuv420p buffer that the encoder takes without a copy. The colour range and tags stay the source's. The
+# network sees the stream's own luma (its matrix, e.g. BT.709), where the RGB path recomputes a BT.601 luma
+# from RGB: for BT.601 sources the two agree up to rounding; for others the luma weights differ slightly.
 #
 # Every failure to open, decode or write is a :class:`VideoError` whose message starts with the file name.
 
@@ -892,6 +903,8 @@ _SKIP_TAGS = ("major_brand", "minor_version", "compatible_brands", "encoder", "h
               "vendor_id")  # written by the muxer / encoder itself (compared case-insensitively)
 # AVColorSpace (what streams declare) -> swscale matrix name used for the RGB <-> YUV conversions
 _SWS_MATRIX = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "SMPTE170M", 7: "SMPTE240M", 9: "BT2020", 10: "BT2020"}
+YUV420_FORMATS = ("yuv420p", "yuvj420p")
+"""Source pixel formats :func:`read_video` can hand on as planes (``pixels="yuv420p"``) without conversion."""
 _MAX_DECODE_ERRORS = 50
 
 
@@ -944,13 +957,112 @@ class VideoInfo:
         return 0
 
 
+class YuvFrame:
+    """An 8-bit 4:2:0 picture as its three planes in one contiguous yuv420p buffer (``data``: (3H/2)xW uint8,
+    Y then U then V, as FFmpeg lays out yuv420p with no padding); ``y`` HxW, ``u`` / ``v`` (H/2)x(W/2) are
+    views of it. ``full_range``: JPEG range (0-255); else limited / MPEG range (Y 16-235, U/V 16-240).
+    Width and height must be even."""
+
+    __slots__ = ("data", "full_range", "height", "width")
+
+    def __init__(self, width: int, height: int, *, full_range: bool, data: np.ndarray | None = None) -> None:
+        if width % 2 or height % 2 or width < 2 or height < 2:
+            raise ValueError(f"yuv420p needs even sizes of at least 2, got {width}x{height}")
+        self.width, self.height, self.full_range = width, height, full_range
+        if data is None:
+            data = np.empty((height * 3 // 2, width), np.uint8)
+        elif data.shape != (height * 3 // 2, width) or data.dtype != np.uint8 or not data.flags.c_contiguous:
+            raise ValueError(f"yuv420p buffer must be a C-contiguous uint8 {(height * 3 // 2, width)} array")
+        self.data = data
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width), as an image's ``shape[:2]``."""
+        return self.height, self.width
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.data[:self.height]
+
+    def _chroma(self, k: int) -> np.ndarray:
+        n = self.width * self.height
+        q = n // 4
+        return self.data.reshape(-1)[n + k * q:n + (k + 1) * q].reshape(self.height // 2, self.width // 2)
+
+    @property
+    def u(self) -> np.ndarray:
+        return self._chroma(0)
+
+    @property
+    def v(self) -> np.ndarray:
+        return self._chroma(1)
+
+
+def yuv420_supported(pix_fmt: str, width: int, height: int) -> bool:
+    """Whether frames of this format and size can take the Y-plane path (8-bit planar 4:2:0, even sizes)."""
+    return pix_fmt in YUV420_FORMATS and width % 2 == 0 and height % 2 == 0 and width >= 2 and height >= 2
+
+
+def _luma_lut(full_range: bool) -> np.ndarray:
+    v = np.arange(256, dtype=np.float32)
+    if full_range:  # as rgb_to_ycrcb_full: uint8 times float32(1/255)
+        return v * np.float32(1.0 / 255.0)
+    return np.clip((v - np.float32(16.0)) / np.float32(219.0), 0.0, 1.0).astype(np.float32)
+
+
+_LUMA_LUT = {True: _luma_lut(True), False: _luma_lut(False)}
+
+
+def yuv_luma_for_model(frame: YuvFrame) -> np.ndarray:
+    """The Y plane as a Y-channel model's input: HxW float32 full-range Y in [0, 1] (limited range is
+    expanded from 16-235 and clipped, like the RGB path's clipped RGB)."""
+    return cv2.LUT(frame.y, _LUMA_LUT[frame.full_range])
+
+
+def yuv_from_luma(y: np.ndarray, frame: YuvFrame, scale: int) -> YuvFrame:
+    """The upscaled picture: restored full-range Y (``scale`` x the frame's size, float in [0, 1], HxW or
+    HxWx1) mapped back to ``frame``'s range, and ``frame``'s U / V upscaled bilinearly (OpenCV, half-pixel
+    centres, uint8 rounding) — one contiguous yuv420p buffer, same range as ``frame``."""
+    h, w = frame.height * scale, frame.width * scale
+    y = y.reshape(y.shape[:2])
+    if y.shape != (h, w):
+        raise ValueError(f"restored Y is {y.shape[1]}x{y.shape[0]}, expected {w}x{h}")
+    out = YuvFrame(w, h, full_range=frame.full_range)
+    yc = np.clip(y, 0.0, 1.0, dtype=np.float32)
+    # x255 (full) or x219 + 16 (limited), round half to even, saturate: one OpenCV pass into the buffer
+    if frame.full_range:
+        cv2.convertScaleAbs(yc, dst=out.y, alpha=255.0)
+    else:
+        cv2.convertScaleAbs(yc, dst=out.y, alpha=219.0, beta=16.0)
+    for src, dst in ((frame.u, out.u), (frame.v, out.v)):
+        cv2.resize(src, (w // 2, h // 2), dst=dst, interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+def _frame_to_yuv(frame: object, width: int, height: int, full_range: bool) -> YuvFrame:
+    """A decoded av.VideoFrame as a :class:`YuvFrame` of ``width`` x ``height`` in the given range (frames of
+    another size or format, e.g. after a mid-stream change, are converted by swscale first)."""
+    fmt = frame.format.name  # type: ignore[attr-defined]
+    src_full = frame.color_range == 2 or fmt == "yuvj420p"  # type: ignore[attr-defined]
+    if fmt not in YUV420_FORMATS or (frame.width, frame.height) != (width, height) or src_full != full_range:  # type: ignore[attr-defined]
+        frame = frame.reformat(width=width, height=height, format="yuv420p",  # type: ignore[attr-defined]
+                               src_color_range=2 if src_full else 1, dst_color_range=2 if full_range else 1)
+    out = YuvFrame(width, height, full_range=full_range)
+    for plane, dst in zip(frame.planes, (out.y, out.u, out.v), strict=True):  # type: ignore[attr-defined]
+        rows, cols = dst.shape
+        src = np.frombuffer(plane, np.uint8)
+        dst[...] = np.lib.stride_tricks.as_strided(src, (rows, cols), (abs(plane.line_size), 1))
+    return out
+
+
 @dataclass
 class DecodedFrame:
-    """One decoded video frame: ``image`` HxWx3 uint8 RGB; ``pts`` / ``duration`` in the stream's time base
-    (already shifted when a clip was asked for); ``index`` counts decoded frames from 0."""
+    """One decoded video frame: ``image`` HxWx3 uint8 RGB, or a :class:`YuvFrame` when :func:`read_video` was
+    asked for planes; ``pts`` / ``duration`` in the stream's time base (already shifted when a clip was asked
+    for); ``index`` counts decoded frames from 0."""
 
     index: int
-    image: np.ndarray
+    image: np.ndarray | YuvFrame
     pts: int
     duration: int | None = None
 
@@ -1131,10 +1243,15 @@ def _shift_packet(packet: object, shift: Fraction) -> None:
 
 
 def read_video(source: str | Path, *, start: int = 0, stop: int | None = None, copy_streams: bool = True,
-               rebase: bool = False, stats: ReadStats | None = None) -> Iterator[DecodedFrame | CopiedPacket]:
+               rebase: bool = False, stats: ReadStats | None = None,
+               pixels: str = "rgb24") -> Iterator[DecodedFrame | CopiedPacket]:
     """Decode frames ``start`` .. ``stop - 1`` (0-based, all by default) of the first video stream of
     ``source`` as :class:`DecodedFrame` (uint8 RGB, frame size of the first frame), interleaved in file order
     with :class:`CopiedPacket`s of every audio / subtitle / data stream (``copy_streams``).
+
+    ``pixels="yuv420p"``: frames come as :class:`YuvFrame` planes, untouched when the stream is 8-bit 4:2:0
+    (:data:`YUV420_FORMATS`) with even sizes (check with :func:`yuv420_supported`), in the colour range of
+    the first frame (frames in another format, size or range are converted to it by swscale).
 
     Clips (``start > 0`` or ``stop``): frames before ``start`` are decoded and dropped (frame-exact); copied
     packets are kept when they start inside [time of frame ``start``, end of frame ``stop - 1``) (whole
@@ -1144,6 +1261,8 @@ def read_video(source: str | Path, *, start: int = 0, stop: int | None = None, c
     """
     if start < 0 or (stop is not None and stop <= start):
         raise ValueError(f"frame range {start}:{stop} is empty or negative")
+    if pixels not in ("rgb24", "yuv420p"):
+        raise ValueError(f"pixels must be 'rgb24' or 'yuv420p', got {pixels!r}")
     s = str(source)
     stats = stats if stats is not None else ReadStats()
     clip = start > 0 or stop is not None or rebase
@@ -1154,6 +1273,7 @@ def read_video(source: str | Path, *, start: int = 0, stop: int | None = None, c
         rate = vs.average_rate or vs.guessed_rate
         default_dur = max(1, round(1 / (rate * tb))) if rate else 1
         size: tuple[int, int] | None = None
+        full_range = False
         index = -1
         t_first: Fraction | None = None  # time of frame 0
         t_start: Fraction | None = None  # time of frame `start` (None until decoded)
@@ -1204,8 +1324,15 @@ def read_video(source: str | Path, *, start: int = 0, stop: int | None = None, c
                 shift = t if rebase else t - t_first
             if size is None:
                 size = (item.width, item.height)
+                full_range = item.color_range == 2 or item.format.name == "yuvj420p"
+                if pixels == "yuv420p" and (item.width % 2 or item.height % 2):
+                    raise VideoError(f"{s}: yuv420p planes need even sizes, the video is {item.width}x{item.height}")
             w, h = size
-            image = item.to_ndarray(format="rgb24", width=w, height=h)
+            image: np.ndarray | YuvFrame
+            if pixels == "yuv420p":
+                image = _frame_to_yuv(item, w, h, full_range)
+            else:
+                image = item.to_ndarray(format="rgb24", width=w, height=h)
             dur = int(item.duration) if item.duration else None
             yield DecodedFrame(index=index - start, image=image, pts=pts - round(shift / tb), duration=dur)
             if not clip:
@@ -1398,14 +1525,25 @@ class VideoWriter:
                 out.disposition = st.disposition
                 self._map[st.index] = out
 
-    def write(self, image: np.ndarray, pts: int | None = None, duration: int | None = None) -> None:
+    def write(self, image: np.ndarray | YuvFrame, pts: int | None = None, duration: int | None = None) -> None:
         """Encode one HxWx3 uint8 RGB frame (at least ``width`` x ``height``; extra rows/columns are cropped)
-        with timestamp ``pts`` in the source time base (None: frame count)."""
+        with timestamp ``pts`` in the source time base (None: frame count). A :class:`YuvFrame` of exactly
+        ``width`` x ``height`` goes to the encoder as it is when the output is yuv420p (zero copy; its range is
+        taken to be the source's), else it is converted by swscale."""
         av = _av()
-        img = image[:self.height, :self.width]
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-        if self.pix_fmt != "rgb24":
-            frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self._matrix, dst_color_range=self._range)
+        if isinstance(image, YuvFrame):
+            if image.shape != (self.height, self.width):
+                raise VideoError(f"{self.label}: a {image.width}x{image.height} yuv420p frame for a "
+                                 f"{self.width}x{self.height} video")
+            frame = av.VideoFrame.from_numpy_buffer(image.data, format="yuv420p")
+            if self.pix_fmt != "yuv420p":
+                frame.color_range = 2 if image.full_range else 1
+                frame = frame.reformat(format=self.pix_fmt, dst_color_range=self._range or 1)
+        else:
+            img = image[:self.height, :self.width]
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            if self.pix_fmt != "rgb24":
+                frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self._matrix, dst_color_range=self._range)
         info = self._info
         frame.color_range, frame.colorspace = info.color_range, info.colorspace
         frame.color_primaries, frame.color_trc = info.color_primaries, info.color_trc

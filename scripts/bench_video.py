@@ -8,7 +8,10 @@ our MATLAB-exact bicubic (:func:`restore.metrics.imresize.imresize`, what the mo
 encoded with PyAV (libx264, CRF 12, yuv420p, 30 fps) into the clip that is upscaled.
 
 Each model then runs the whole pipeline as ``restore video`` does (decode thread -> SR thread -> encode
-libx264 CRF 18 veryfast; :func:`restore.engine.video.upscale_video`) on the CPU. Reported: end-to-end fps
+libx264 CRF 18, preset ``--preset`` (default: ``restore video``'s); :func:`restore.engine.video.upscale_video`)
+on the CPU. ``--color-path`` runs Y-only models (ESPCN) on the Y-plane path (``yuv``: network on the Y plane,
+planes straight to the encoder), the RGB path (``rgb``) or what ``restore video`` picks (``auto``); other
+models always take the RGB path (one row each). Reported: end-to-end fps
 and real-time factor (video seconds per wall second; the clip is 30 fps), the fps of the network stage
 alone, and the Y-PSNR (BT.601 Y, ``scale`` px border cropped, mean over frames) of the decoded output video
 against the ground truth. A ``bicubic`` row (the same pipeline with bicubic upscaling as the "network") gives
@@ -30,6 +33,7 @@ idle machine while long jobs share it.
     python scripts/bench_video.py                      # 48 frames, both settings, writes docs/benchmarks.md
     python scripts/bench_video.py --frames 24 --settings x2 --models espcn --no-write
     python scripts/bench_video.py --settings x2 --models espcn --precision fp32 bf16 int8 --threads 1 2
+    python scripts/bench_video.py --settings x2 --models espcn --color-path rgb yuv --preset veryfast superfast
 
 Not a test: minutes of CPU time, and the figures depend on the machine and its load (reported with them).
 """
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import platform
 import signal
@@ -71,6 +76,8 @@ class Row:
     precision: str
     backend: str
     threads: int
+    color_path: str
+    preset: str
     setup: float
     batch: int
     weights: str
@@ -248,16 +255,18 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
     import av
     import torch
 
+    from restore import io
     from restore.engine.restorer import Restorer
     from restore.engine.video import default_threads, upscale_video
 
     threads_list = args.threads or [default_threads()]
+    presets = args.preset or [io.DEFAULT_PRESET]
     img = canvas()
     rows: list[Row] = []
     paused_s = 0.0
     env = {"cpu": _cpu_name(), "cores": str(os.cpu_count()), "torch": torch.__version__, "av": av.__version__,
            "threads": "/".join(map(str, threads_list)), "load_before": _load(), "python": platform.python_version(),
-           "paused": args.pause or ""}
+           "paused": args.pause or "", "presets": "/".join(presets)}
     with tempfile.TemporaryDirectory(prefix="bench_video_") as tmp:
         for setting in args.settings:
             scale, width, height = SETTINGS[setting]
@@ -282,18 +291,23 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
                             runner.run(frame0)  # type: ignore[arg-type]
                         setup = time.perf_counter() - t
                         paused_s += setup if args.pause else 0.0
-                        for batch in args.batch:
+                        y_only = getattr(model, "meta", None) is not None and model.meta.color_space == "y_full"
+                        paths = args.color_path if y_only else ["rgb"]
+                        for batch, color_path, preset in itertools.product(args.batch, paths, presets):
                             out = Path(tmp) / f"out_{setting}_{name}_{batch}.mp4"
                             with paused(args.pause):
-                                res = upscale_video(clip, out, runner, batch=batch, overwrite=True)
+                                res = upscale_video(clip, out, runner, batch=batch, overwrite=True,
+                                                    color_path=color_path, preset=preset)
                             paused_s += res.seconds if args.pause else 0.0
                             psnr = y_psnr(out, img, args.frames, scale, width, height) if official else None
-                            row = Row(setting, name, runner.precision, runner.backend, threads, setup, batch,
-                                      weights, params, res.frames, res.seconds, res.fps, res.realtime_factor,
-                                      res.frames / res.sr_seconds if res.sr_seconds else 0.0, psnr, official)
+                            row = Row(setting, name, runner.precision, runner.backend, threads, res.color_path,
+                                      preset, setup, batch, weights, params, res.frames, res.seconds, res.fps,
+                                      res.realtime_factor, res.frames / res.sr_seconds if res.sr_seconds else 0.0,
+                                      psnr, official)
                             rows.append(row)
                             out.unlink()
-                            print(f"[{setting}] {name:<9} {row.precision}/{row.backend} t{threads} b{batch} "
+                            print(f"[{setting}] {name:<9} {row.precision}/{row.backend} {row.color_path} {preset} "
+                                  f"t{threads} b{batch} "
                                   f"{weights:<28} setup {setup:4.1f} s {res.frames} frames {res.seconds:6.1f} s "
                                   f"{res.fps:6.2f} fps  RTF {res.realtime_factor:5.2f}  SR-only {row.sr_fps:6.2f} "
                                   f"fps  Y-PSNR {'-' if psnr is None else f'{psnr:.2f}'}", file=sys.stderr)
@@ -329,34 +343,39 @@ def markdown(rows: list[Row], env: dict[str, str], args: argparse.Namespace) -> 
         "",
         "Written by `scripts/bench_video.py` (see its docstring for the method). Clip: pan + zoom across real "
         "photos (Sun-Hays 80), HR ground truth downscaled with our MATLAB bicubic, encoded with libx264 CRF 12 "
-        f"at {CLIP_FPS} fps; {args.frames} frames per run. Output: libx264 CRF 18 preset veryfast, audio none. "
+        f"at {CLIP_FPS} fps; {args.frames} frames per run. Output: libx264 CRF 18 (preset: column), audio none. "
         "Whole frames (no tiling); batch = frames per network call; threads = torch / ONNX Runtime intra-op "
         "threads (decode and encode run in their own threads beside them). Precision/path: what the engine "
         "ran (`auto`/`fp32` = the fastest float32 path it measured: `onnxruntime`, `torch` (channels_last) or "
-        "`eager`); setup = the one-time path choice / ONNX export / int8 calibration on the first frame, "
-        "done before the timed run.",
+        "`eager`); colour path: `yuv` = Y-plane path (Y-only models on 4:2:0 input: the network on the Y plane, "
+        "U/V upscaled bilinearly, planes straight to the encoder, no RGB conversion), `rgb` = frames decoded "
+        "to RGB and encoded from RGB (every model; for ESPCN RGB → YCrCb → network on Y → RGB); setup = the "
+        "one-time path choice / ONNX export / int8 calibration on the first frame, done before the timed run.",
         "",
         f"Machine: {env['cpu']}, {env['cores']} cores, torch {env['torch']}, PyAV {env['av']}, Python "
         f"{env['python']}. Load average (1/5/15 min) before: {env['load_before']}, after: {env['load_after']}. "
         + (f"Other jobs on the machine (`{env['paused']}`) were paused (SIGSTOP) during each timed run "
-           f"({env['paused_s']} s in all), so the timed runs had the machine to themselves."
-           if env["paused"] else "Other jobs may have shared the cores: the figures are lower bounds."),
+           f"({env['paused_s']} s in all)." if env["paused"] else
+           "Other jobs may have shared the cores: the figures are lower bounds.")
+        + (f" {args.note}" if args.note else ""),
         "",
-        "| setting | model | weights | params | precision / path | threads | batch | setup s | fps (end to end) "
-        "| real-time factor | fps (network stage) | Y-PSNR (dB) |",
-        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| setting | model | weights | params | precision / path | colour path | preset | threads | batch | setup s "
+        "| fps (end to end) | real-time factor | fps (network stage) | Y-PSNR (dB) |",
+        "|---|---|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     titles = {"x2": "x2 640x360 → 1280x720", "x4": "x4 480x270 → 1920x1080"}
     for r in rows:
         psnr = f"{r.psnr:.2f}" if r.psnr is not None else "— (random weights)"
         lines.append(f"| {titles[r.setting]} | {labels[r.model]} | {r.weights} | {r.params:,} "
-                     f"| {r.precision} / {r.backend} | {r.threads} | {r.batch} | {r.setup:.1f} | {r.fps:.2f} "
+                     f"| {r.precision} / {r.backend} | {r.color_path} | {r.preset} | {r.threads} | {r.batch} "
+                     f"| {r.setup:.1f} | {r.fps:.2f} "
                      f"| {r.rtf:.2f} | {r.sr_fps:.2f} | {psnr} |")
     lines += [
         "",
         "fps (end to end): frames / wall time of decode → SR → encode running as three overlapped stages; "
         f"real-time factor: seconds of video per wall second (≥ 1 keeps up with a {CLIP_FPS} fps source); fps "
-        "(network stage): frames / time spent in `Restorer.run_batch` (colour conversion + network). Y-PSNR: "
+        "(network stage): frames / time spent in the SR stage (`Restorer.run_batch` + colour / plane "
+        "conversion). Y-PSNR: "
         "BT.601 Y of the decoded output video vs the ground-truth frames, `scale` px border cropped, mean over "
         "frames (includes the CRF 18 output encoding).",
         "",
@@ -369,8 +388,8 @@ def markdown(rows: list[Row], env: dict[str, str], args: argparse.Namespace) -> 
         verdict = "met" if best.fps >= 30 else "not met"
         lines.append("")
         lines.append(f"Here: {verdict} — best ESPCN x2 run {best.fps:.2f} fps end to end ({best.precision} / "
-                     f"{best.backend}, {best.threads} thread(s), batch {best.batch}), network stage alone "
-                     f"{best.sr_fps:.2f} fps.")
+                     f"{best.backend}, {best.color_path} path, preset {best.preset}, {best.threads} thread(s), "
+                     f"batch {best.batch}), network stage alone {best.sr_fps:.2f} fps.")
     lines.append(END)
     return "\n".join(lines) + "\n"
 
@@ -396,8 +415,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="torch / ONNX Runtime threads, one run each (default: as 'restore video')")
     ap.add_argument("--precision", nargs="+", default=["auto"], choices=("auto", "fp32", "bf16", "int8", "fp16"),
                     help="engine precisions to run (default auto: the fastest float32 path)")
+    ap.add_argument("--color-path", nargs="+", default=["auto"], choices=("auto", "yuv", "rgb"),
+                    help="colour paths for Y-only models (default auto: what 'restore video' picks)")
+    ap.add_argument("--preset", nargs="+", default=None,
+                    help="x264 presets, one run each (default: restore video's)")
     ap.add_argument("--pause", metavar="PATTERN", default=None,
                     help="SIGSTOP processes matching PATTERN (pgrep -f) during each timed run, SIGCONT after")
+    ap.add_argument("--note", default="", help="a sentence added to the machine paragraph (e.g. other load)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     ap.add_argument("--no-write", action="store_true", help="print the table only")
     args = ap.parse_args(argv)

@@ -13,6 +13,20 @@ buffers, so memory stays flat whatever the length of the video:
    timestamps and stream-copies the other streams' packets (remux, not re-encode: the audio is
    bit-identical), then the temporary file is renamed to the output name.
 
+Colour path (``color_path`` / ``--color-path``): models that see only luma (``meta.color_space == "y_full"``,
+e.g. ESPCN) take the **Y-plane path** ("yuv") when the source is 8-bit 4:2:0 (yuv420p / yuvj420p) with even
+sizes and the output is yuv420p: frames are decoded as their planes, the Y plane alone goes through the
+network (mapped to the model's full-range Y, :func:`restore.io.yuv_luma_for_model`), U and V are upscaled
+bilinearly, and the planes go to the encoder directly (:func:`restore.io.yuv_from_luma`), with no RGB
+conversion anywhere; colour range and tags stay the source's. Decoded outputs equal the RGB path's within a
+few code values (the RGB path converts YUV -> RGB -> YCrCb -> RGB -> YUV, rounding and clipping at each step;
+see tests/engine/test_video_yuv.py). Every other case (RGB models, 4:2:2 / 4:4:4 / 10-bit / RGB sources,
+odd sizes, an encoder without yuv420p) takes the **RGB path** ("rgb"): frames decoded to uint8 RGB and run
+through :meth:`Restorer.run_batch`, whose colour handling is the engine's. ``"auto"`` (default) picks the
+Y-plane path where it applies; ``"rgb"`` forces the RGB path; ``"yuv"`` insists on the Y-plane path (an error
+where it does not apply). :attr:`VideoResult.color_path` says which one ran. Tiling, precision and batching
+are the engine's on both paths.
+
 What is kept: every frame (same count, same timestamps, so variable frame rate and A/V sync survive), the
 audio / subtitle / data streams (copied packets), rotation metadata (the display matrix; pixels are not
 rotated), colour range / matrix / primaries / transfer tags, sample aspect ratio, container and stream tags
@@ -67,12 +81,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from restore.io import VideoInfo
 
 __all__ = ["stream", "upscale_video", "VideoResult", "PipelineStats", "max_in_flight", "default_batch",
-           "default_threads", "add_video_parser", "cmd_video"]
+           "default_threads", "choose_color_path", "COLOR_PATHS", "add_video_parser", "cmd_video"]
 
 GPU_BATCH = 4  # default frames per network call on CUDA; 1 elsewhere (see default_batch)
 DEFAULT_BUFFER = 4
 MAX_PACKETS = 4096  # copied packets allowed to wait in one buffer (beside the frames)
 JOIN_TIMEOUT = 5.0
+COLOR_PATHS = ("auto", "yuv", "rgb")
 
 
 def default_batch(device: object) -> int:
@@ -83,11 +98,41 @@ def default_batch(device: object) -> int:
 
 
 def default_threads() -> int:
-    """Torch CPU threads for ``restore video``: every core but one, which is left to the decode and encode
-    stages (on the 2-core machine of docs/benchmarks.md one torch thread beat two by 1.5-2x)."""
+    """Torch CPU threads for ``restore video``: every core. With the RGB path, one thread fewer than the cores
+    used to win (the RGB conversions kept a core busy beside the network); with the Y-plane path the decode and
+    encode stages are light, and on the 2-core machine of docs/benchmarks.md (idle) two threads beat one:
+    ESPCN x2 360p bf16 23.8 vs 15.9 fps, fp32 12.7 vs 12.2 fps end to end. On a machine shared with other
+    busy processes fewer threads (``--threads 1``) can be faster: a torch thread that is preempted holds up
+    the others."""
     import os
 
-    return max(1, (os.cpu_count() or 1) - 1)
+    return max(1, os.cpu_count() or 1)
+
+
+def choose_color_path(meta: Any, info: VideoInfo, request: str = "auto", out_pix_fmt: str | None = "yuv420p"
+                      ) -> tuple[str, str]:
+    """``(path, why)``: ``"yuv"`` (Y-plane path) or ``"rgb"`` for a model with ``meta`` on a source described
+    by ``info`` writing ``out_pix_fmt`` (None: nothing is written), as asked by ``request`` (one of
+    :data:`COLOR_PATHS`; see the module docstring). ``"yuv"`` asked where it cannot run raises ValueError."""
+    from restore import io
+
+    if request not in COLOR_PATHS:
+        raise ValueError(f"color_path must be one of {', '.join(COLOR_PATHS)}; got {request!r}")
+    if request == "rgb":
+        return "rgb", "asked for"
+    why = ""
+    if getattr(meta, "color_space", None) != "y_full" or getattr(meta, "in_channels", 1) != 1:
+        why = f"the model is not Y-only (colour space {getattr(meta, 'color_space', '?')})"
+    elif not io.yuv420_supported(info.pix_fmt, info.width, info.height):
+        why = (f"the source is {info.pix_fmt} {info.width}x{info.height} (the Y-plane path needs 8-bit 4:2:0 "
+               f"with even sizes)")
+    elif out_pix_fmt is not None and out_pix_fmt != "yuv420p":
+        why = f"the encoder writes {out_pix_fmt}, not yuv420p"
+    if not why:
+        return "yuv", "Y-only model on a 4:2:0 source"
+    if request == "yuv":
+        raise ValueError(f"{info.source}: color path 'yuv' cannot be used: {why}; use 'auto' or 'rgb'")
+    return "rgb", why
 
 
 def max_in_flight(batch: int, buffer: int) -> int:
@@ -370,6 +415,7 @@ class VideoResult:
     dropped: int = 0
     sr_seconds: float = 0.0  # time spent in the network stage (the rest overlaps with it or is decode/encode)
     notes: list[str] = field(default_factory=list)
+    color_path: str = "rgb"  # "yuv" (Y-plane path) or "rgb", see the module docstring
 
     @property
     def fps(self) -> float:
@@ -403,11 +449,13 @@ def upscale_video(source: str | Path, output: str | Path | None, model: nn.Modul
                   overwrite: bool = False,
                   live: bool = False, device: str = "auto", precision: str = "auto", tile: int | str | None = None,
                   progress: Callable[[PipelineStats], None] | None = None,
-                  on_start: Callable[[VideoInfo, int], None] | None = None, calibration: object = None) -> VideoResult:
+                  on_start: Callable[[VideoInfo, int], None] | None = None, calibration: object = None,
+                  color_path: str = "auto") -> VideoResult:
     """Upscale the video ``source`` into ``output`` (see the module docstring); returns a :class:`VideoResult`.
 
     ``model``: as for :func:`stream`. ``start``/``stop``: frame range (0-based, ``stop`` exclusive). ``batch``:
-    frames per network call (None: :func:`default_batch`).
+    frames per network call (None: :func:`default_batch`). ``color_path``: "auto", "yuv" or "rgb" (see the
+    module docstring and :func:`choose_color_path`).
     ``live``: real-time mode (pace files, greedy batches, drop frames when behind; ``output`` may be None and
     Ctrl-C ends the run normally). ``progress`` is called after every written frame; ``on_start`` once with
     the source's :class:`~restore.io.VideoInfo` and the expected number of frames (0: unknown).
@@ -415,6 +463,8 @@ def upscale_video(source: str | Path, output: str | Path | None, model: nn.Modul
     from restore import io
 
     src = str(source)
+    if color_path not in COLOR_PATHS:
+        raise ValueError(f"color_path must be one of {', '.join(COLOR_PATHS)}; got {color_path!r}")
     runner = _restorer(model, device=device, precision=precision, tile=tile, calibration=calibration)
     batch = batch or default_batch(runner.device)
     scale = runner.meta.scale
@@ -440,6 +490,12 @@ def upscale_video(source: str | Path, output: str | Path | None, model: nn.Modul
                                 crf=io.DEFAULT_CRF if crf is None else crf,
                                 preset=io.DEFAULT_PRESET if preset is None else preset,
                                 copy_from=None if info.live else src, label=dst)
+    try:
+        path, _ = choose_color_path(runner.meta, info, color_path, writer.pix_fmt if writer is not None else None)
+    except ValueError:
+        if writer is not None:
+            writer.abort()
+        raise
     read_stats = io.ReadStats()
     n = 0
     first_pts = last_end = None
@@ -448,10 +504,12 @@ def upscale_video(source: str | Path, output: str | Path | None, model: nn.Modul
         if on_start is not None:
             on_start(info, max(0, end - start) if end else 0)
         items: Iterable[Any] = io.read_video(src, start=start, stop=stop, rebase=info.live, stats=read_stats,
-                                             copy_streams=writer is not None and not info.live)
+                                             copy_streams=writer is not None and not info.live,
+                                             pixels="yuv420p" if path == "yuv" else "rgb24")
         if live and not info.live:
             items = _paced(items, info.time_base)
-        pipe = _Pipeline(items, lambda frames: _sr_frames(runner, frames, batch), is_frame=_is_frame, batch=batch,
+        sr = _sr_frames_yuv if path == "yuv" else _sr_frames
+        pipe = _Pipeline(items, lambda frames: sr(runner, frames, batch), is_frame=_is_frame, batch=batch,
                          buffer=buffer, greedy=live, drop=live)
         t0 = time.perf_counter()
         try:
@@ -497,7 +555,7 @@ def upscale_video(source: str | Path, output: str | Path | None, model: nn.Modul
     out_size = (writer.width, writer.height) if writer is not None else (width, height)
     return VideoResult(source=src, output=str(dst) if dst is not None else None, frames=n, seconds=seconds,
                        video_seconds=span, in_size=(info.width, info.height), out_size=out_size,
-                       dropped=pipe.stats.dropped, sr_seconds=pipe.stats.sr_seconds, notes=notes)
+                       dropped=pipe.stats.dropped, sr_seconds=pipe.stats.sr_seconds, notes=notes, color_path=path)
 
 
 def _is_frame(item: Any) -> bool:
@@ -510,6 +568,17 @@ def _sr_frames(runner: Restorer, frames: list[Any], batch: int) -> list[Any]:
     outs = runner.run_batch([f.image for f in frames], batch_size=batch)
     for f, out in zip(frames, outs, strict=True):
         f.image = out
+    return frames
+
+
+def _sr_frames_yuv(runner: Restorer, frames: list[Any], batch: int) -> list[Any]:
+    """Y-plane path: the network on each frame's full-range Y (float32 HxW: a gray input to a Y-only model is
+    its Y, so tiling / precision / batching are the engine's), U / V upscaled, planes rebuilt."""
+    from restore import io
+
+    outs = runner.run_batch([io.yuv_luma_for_model(f.image) for f in frames], batch_size=batch)
+    for f, out in zip(frames, outs, strict=True):
+        f.image = io.yuv_from_luma(out, f.image, runner.meta.scale)
     return frames
 
 
@@ -578,7 +647,12 @@ def add_video_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--crf", type=_crf, default=None, help="constant-quality level (default 18)")
     p.add_argument("--preset", default=None, help="x264/x265 speed preset (default veryfast)")
     p.add_argument("--threads", type=_positive, default=None,
-                   help="torch CPU threads (default: all cores but one, left to decoding/encoding)")
+                   help="torch CPU threads (default: all cores; on a machine busy with other work, fewer may "
+                        "be faster)")
+    p.add_argument("--color-path", choices=COLOR_PATHS, default="auto",
+                   help="Y-only models (ESPCN) on 4:2:0 sources: 'yuv' runs the network on the Y plane and "
+                        "encodes the planes directly (no RGB round trip); 'rgb' forces the RGB path; 'auto' "
+                        "(default) takes 'yuv' where it applies")
     p.add_argument("--frames", type=_frame_range, default=None, metavar="A:B",
                    help="only frames A..B-1 (0-based; 'A:' to the end, ':B' from the start)")
     p.add_argument("--live", action="store_true",
@@ -652,7 +726,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         with _sigterm_as_interrupt():
             res = upscale_video(args.input, args.output, runner, codec=args.codec, crf=args.crf, preset=args.preset,
                                 start=start, stop=stop, batch=batch, overwrite=args.overwrite, live=args.live,
-                                progress=progress, on_start=on_start)
+                                progress=progress, on_start=on_start, color_path=args.color_path)
     except (RuntimeError, MemoryError) as e:
         if args.debug or not (isinstance(e, MemoryError) or is_oom(e)):
             raise
@@ -668,6 +742,6 @@ def cmd_video(args: argparse.Namespace) -> int:
     print(f"{res.source}{where}: {res.frames} frames{dropped} in {res.seconds:.1f} s, {res.fps:.1f} fps, "
           f"real-time factor {res.realtime_factor:.2f} ({res.video_seconds:.1f} s of video; "
           f"{res.in_size[0]}x{res.in_size[1]} -> {res.out_size[0]}x{res.out_size[1]}, {meta.family}/{meta.variant} "
-          f"x{meta.scale}, {runner.device}, {runner.precision} {runner.backend}, batch {batch}"
+          f"x{meta.scale}, {runner.device}, {runner.precision} {runner.backend}, {res.color_path} path, batch {batch}"
           f"{f', {_threads()} threads' if runner.device.type == 'cpu' else ''})")
     return 0
