@@ -78,9 +78,9 @@ QUEUES: dict[str, list[Stage]] = {
         Stage("dsclora_span_tiny_x4", SR_DATA + ["datasets.train.gt_size=128", "train.ema_decay=0.99",
                                                  "path.param_key_g=params"]
               + cosine(200, 2e-4, warmup=20) + every(100, 50)),
-        Stage("span_tiny_x3", SR_DATA + ["datasets.train.gt_size=96", "train.ema_decay=0.995"] + cosine(500, 5e-4)
+        Stage("span_tiny_x3", SR_DATA + ["datasets.train.gt_size=96", "train.ema_decay=0.99"] + cosine(300, 5e-4)
               + every(250, 125) + warm_start("span_tiny_x4", strict=False, key="params"), note=X4_BODY),
-        Stage("span_tiny_x2", SR_DATA + ["datasets.train.gt_size=64", "train.ema_decay=0.995"] + cosine(500, 5e-4)
+        Stage("span_tiny_x2", SR_DATA + ["datasets.train.gt_size=64", "train.ema_decay=0.99"] + cosine(300, 5e-4)
               + every(250, 125) + warm_start("span_tiny_x4", strict=False, key="params"), note=X4_BODY),
     ],
     # ESPCN (real time) and the denoisers
@@ -88,13 +88,13 @@ QUEUES: dict[str, list[Stage]] = {
         Stage("espcn_x4", cosine(12000, 1e-3, eta_min=1e-5) + every(1000, 1000)),
         Stage("espcn_x3", cosine(8000, 1e-3, eta_min=1e-5) + every(1000, 1000)),
         Stage("espcn_x2", cosine(8000, 1e-3, eta_min=1e-5) + every(1000, 1000)),
-        Stage("dncnn_s25", DN_DATA + cosine(800, 1e-3) + every(200, 100)),
-        Stage("dncnn_s25_weighted", DN_DATA + cosine(800, 1e-3) + every(200, 100),
+        Stage("dncnn_s25", DN_DATA + cosine(500, 1e-3) + every(250, 100)),
+        Stage("dncnn_s25_weighted", DN_DATA + cosine(500, 1e-3) + every(250, 100),
               note="same budget as dncnn_s25, for the weighted-convolution comparison"),
-        Stage("dncnn_b", DN_DATA + ["network_g.num_layers=17"] + cosine(300, 5e-4) + every(100, 100)
+        Stage("dncnn_b", DN_DATA + ["network_g.num_layers=17"] + cosine(200, 5e-4) + every(100, 100)
               + warm_start("dncnn_s25", strict=True, key="params"),
               note="depth 17 (not DnCNN-B's 20) so it can warm-start from dncnn_s25"),
-        Stage("cdncnn_b", DN_DATA + ["network_g.num_layers=17"] + cosine(400, 5e-4) + every(100, 100)
+        Stage("cdncnn_b", DN_DATA + ["network_g.num_layers=17"] + cosine(300, 5e-4) + every(150, 100)
               + warm_start("dncnn_s25", strict=False, key="params"),
               note="depth 17; warm start: dncnn_s25's inner layers (first/last conv re-initialised)"),
         fine_tune("dncnn_s15", 200, 3e-4, "dncnn_s25"),
