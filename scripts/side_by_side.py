@@ -191,7 +191,8 @@ def cpu_construction() -> Iterator[None]:
         nn.Module.cuda, torch.Tensor.cuda = saved  # type: ignore[method-assign]
 
 
-def compare(case: Case, mod: ModuleType, root: Path, ckpt: Path) -> dict[str, str]:
+def build_official(case: Case, mod: ModuleType, root: Path, ckpt: Path) -> tuple[nn.Module, str]:
+    """The official network (eval mode) with ``ckpt`` loaded as the official test loads it, and how it loaded."""
     with cpu_construction():
         net = case.build(mod, root)
     raw = torch.load(ckpt, map_location="cpu", weights_only=True)
@@ -202,7 +203,19 @@ def compare(case: Case, mod: ModuleType, root: Path, ckpt: Path) -> dict[str, st
     res = target.load_state_dict(sd, strict=case.strict)
     keys = f" ({len(res.missing_keys)} missing, {len(res.unexpected_keys)} unexpected keys)"
     load = "strict" if case.strict else "strict=False" + keys
-    target.eval()
+    return target.eval(), load
+
+
+def official_module(case: Case, src: Source, root: Path) -> ModuleType:
+    """Copy ``case.files`` out of ``src`` into ``root`` (outside the project) and import the arch module."""
+    for f in case.files:
+        (root / f).parent.mkdir(parents=True, exist_ok=True)
+        (root / f).write_bytes(src.read(f))
+    return import_official(root, case.files[0])
+
+
+def compare(case: Case, mod: ModuleType, root: Path, ckpt: Path) -> dict[str, str]:
+    target, load = build_official(case, mod, root, ckpt)
     ours = load_model(ckpt)
     meta = ours.meta
     m = meta.size_multiple
@@ -243,10 +256,7 @@ def run(sources: dict[str, Path | None], weights: Path, tmp: Path) -> list[dict[
                     extracted[case.source] = (Source(given), tmp / case.source)
                 src, root = extracted[case.source]
                 row["repo"] += f"@{src.commit()}"
-                for f in case.files:
-                    (root / f).parent.mkdir(parents=True, exist_ok=True)
-                    (root / f).write_bytes(src.read(f))
-                row.update(compare(case, import_official(root, case.files[0]), root, weights / rel))
+                row.update(compare(case, official_module(case, src, root), root, weights / rel))
             except Exception as e:  # report and go on with the other checkpoints
                 msg = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
                 row["diff"] = f"error: {type(e).__name__}: {msg}"
