@@ -72,14 +72,15 @@ def build_preset(name: str, scale: int) -> nn.Module:
 
 
 def load(spec: str, scale: int) -> tuple[str, nn.Module]:
-    """(label, deploy-form eval model) for a preset name or a checkpoint path."""
+    """(label, deploy-form eval model) for a checkpoint path, a shipped model's name or a preset name."""
     from restore.ops.cpu import deploy_copy
+    from restore.weights import load_model, resolve_model, shipped_models
 
     if Path(spec).exists():
-        from restore.weights import load_model
-
         model = load_model(spec)
         label = Path(spec).stem
+    elif any(m["name"] == spec for m in shipped_models()):
+        model, label = load_model(resolve_model(spec, task="sr")), spec
     else:
         model, label = build_preset(spec, scale), spec
     return label, deploy_copy(model)
@@ -270,7 +271,8 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bench", help="params, FLOPs, peak memory, latency and NTIRE ESR score",
                               description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), metavar="M",
-                   help=f"presets ({', '.join(PRESETS)}) or checkpoint files (default: {' '.join(DEFAULT_MODELS)})")
+                   help=f"shipped model names, presets ({', '.join(PRESETS)}) or checkpoint files "
+                        f"(default: {' '.join(DEFAULT_MODELS)})")
     p.add_argument("--size", type=parse_size, default=(256, 256), help="LR input HxW (default 256x256)")
     p.add_argument("--scale", type=int, default=4, choices=(2, 3, 4), help="scale for presets (default 4)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))

@@ -110,3 +110,14 @@ def test_denoise_with_no_model_named_picks_by_colour(tmp_path: Path) -> None:
 
 def test_manifest_path_is_inside_the_package() -> None:
     assert MANIFEST.parent == SHIPPED_DIR and SHIPPED_DIR.parent.name == "restore"
+
+
+@needs_models
+def test_bench_takes_shipped_model_names() -> None:
+    from restore.bench import load
+
+    sr = next((m for m in MODELS if m["task"] == "sr"), None)
+    if sr is None:
+        pytest.skip("no SR model shipped yet")
+    label, model = load(str(sr["name"]), 4)
+    assert label == sr["name"] and model.meta.params == sr["params"]
