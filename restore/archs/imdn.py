@@ -146,8 +146,43 @@ class IMDModuleLarge(nn.Module):
         return self.c7(torch.cat([d1, d2, d3, d4, d5, out6], dim=1)) + x
 
 
-class _IMDBTrunk(nn.Module):
-    """Shared body of IMDN / IMDN_AS: ``IMDB1..IMDBn``, 1x1 ``c`` over all block outputs, ``LR_conv``."""
+class _Variant(nn.Module):
+    """Common base of the four variants: their channel counts and how their :class:`ModelMeta` is built."""
+
+    def __init__(self, *, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+
+    def _meta(
+        self,
+        *,
+        variant: str,
+        scale: int,
+        input_range: float = 1.0,
+        size_multiple: int = 1,
+        receptive_field: int | None = None,
+    ) -> ModelMeta:
+        """The metadata every variant shares (RGB, SR, half-safe, deploy form) with the given differences."""
+        return ModelMeta(
+            family=FAMILY,
+            variant=variant,
+            task="sr",
+            scale=scale,
+            in_channels=self.in_channels,
+            out_channels=self.out_channels,
+            input_range=input_range,
+            color_space="rgb",
+            size_multiple=size_multiple,
+            half_safe=True,
+            receptive_field=receptive_field,
+            form="deploy",
+            params=count_params(self),
+        )
+
+
+class _IMDBTrunk(_Variant):
+    """Shared body of IMDN / IMDN_AS: ``fea_conv`` (set by the subclass), ``IMDB1..IMDBn``, 1x1 ``c`` over all
+    block outputs, ``LR_conv``, ``upsampler``."""
 
     def _build_trunk(self, nf: int, num_modules: int) -> None:
         self.num_modules = num_modules
@@ -164,6 +199,9 @@ class _IMDBTrunk(nn.Module):
             outs.append(h)
         return self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea
 
+    def forward(self, x: Tensor) -> Tensor:
+        return upsample_tail(self.upsampler, self._trunk(self.fea_conv(x)), self.upsampler[1].upscale_factor)
+
 
 class IMDN(_IMDBTrunk):
     """IMDN for x2/x3/x4 (official checkpoints: nf=64, 6 IMDBs). Input RGB in [0, 1]."""
@@ -177,33 +215,15 @@ class IMDN(_IMDBTrunk):
         in_channels: int = 3,
         out_channels: int = 3,
     ) -> None:
-        super().__init__()
+        super().__init__(in_channels=in_channels, out_channels=out_channels)
         self.scale, self.nf = scale, nf
-        self.in_channels, self.out_channels = in_channels, out_channels
         self.fea_conv = _conv(in_channels, nf, 3)
         self._build_trunk(nf, num_modules)
         self.upsampler = _upsampler(nf, out_channels, scale)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return upsample_tail(self.upsampler, self._trunk(self.fea_conv(x)), self.upsampler[1].upscale_factor)
-
     @property
     def meta(self) -> ModelMeta:
-        return ModelMeta(
-            family=FAMILY,
-            variant="IMDN",
-            task="sr",
-            scale=self.scale,
-            in_channels=self.in_channels,
-            out_channels=self.out_channels,
-            input_range=1.0,
-            color_space="rgb",
-            size_multiple=1,
-            half_safe=True,
-            receptive_field=None,
-            form="deploy",
-            params=count_params(self),
-        )
+        return self._meta(variant="IMDN", scale=self.scale)
 
 
 class IMDN_AS(_IMDBTrunk):
@@ -220,37 +240,19 @@ class IMDN_AS(_IMDBTrunk):
         in_channels: int = 3,
         out_channels: int = 3,
     ) -> None:
-        super().__init__()
+        super().__init__(in_channels=in_channels, out_channels=out_channels)
         if shuffle % 4:
             raise ValueError(f"IMDN_AS needs a PixelShuffle factor divisible by 4, got {shuffle}")
         self.shuffle, self.nf = shuffle, nf
-        self.in_channels, self.out_channels = in_channels, out_channels
         self.fea_conv = nn.Sequential(
             _conv(in_channels, nf, 3, stride=2), nn.LeakyReLU(_LRELU_SLOPE), _conv(nf, nf, 3, stride=2)
         )
         self._build_trunk(nf, num_modules)
         self.upsampler = _upsampler(nf, out_channels, shuffle)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return upsample_tail(self.upsampler, self._trunk(self.fea_conv(x)), self.upsampler[1].upscale_factor)
-
     @property
     def meta(self) -> ModelMeta:
-        return ModelMeta(
-            family=FAMILY,
-            variant="IMDN_AS",
-            task="sr",
-            scale=self.shuffle // 4,
-            in_channels=self.in_channels,
-            out_channels=self.out_channels,
-            input_range=1.0,
-            color_space="rgb",
-            size_multiple=4,
-            half_safe=True,
-            receptive_field=None,
-            form="deploy",
-            params=count_params(self),
-        )
+        return self._meta(variant="IMDN_AS", scale=self.shuffle // 4, size_multiple=4)
 
 
 class _Shortcut(nn.Module):
@@ -279,7 +281,7 @@ def rte_receptive_field(num_modules: int) -> int:
     return 2 * (6 * num_modules + 1) + 2 + 1
 
 
-class IMDN_RTC(nn.Module):
+class IMDN_RTC(_Variant):
     """IMDN_RTC (AI in RTC 2019 winner): ``model`` = [3x3 conv, shortcut(IMDB_speed x n, 1x1 conv),
     3x3 conv, PixelShuffle]. Official: nf=12, 5 blocks, x2. Input RGB in [0, 1]."""
 
@@ -292,9 +294,8 @@ class IMDN_RTC(nn.Module):
         in_channels: int = 3,
         out_channels: int = 3,
     ) -> None:
-        super().__init__()
+        super().__init__(in_channels=in_channels, out_channels=out_channels)
         self.scale, self.nf, self.num_modules = scale, nf, num_modules
-        self.in_channels, self.out_channels = in_channels, out_channels
         blocks: list[nn.Module] = [IMDModule(channels=nf, attention=False) for _ in range(num_modules)]
         body = nn.Sequential(*blocks, _conv(nf, nf, 1))
         self.model = nn.Sequential(
@@ -309,24 +310,10 @@ class IMDN_RTC(nn.Module):
 
     @property
     def meta(self) -> ModelMeta:
-        return ModelMeta(
-            family=FAMILY,
-            variant="IMDN_RTC",
-            task="sr",
-            scale=self.scale,
-            in_channels=self.in_channels,
-            out_channels=self.out_channels,
-            input_range=1.0,
-            color_space="rgb",
-            size_multiple=1,
-            half_safe=True,
-            receptive_field=rtc_receptive_field(self.num_modules),
-            form="deploy",
-            params=count_params(self),
-        )
+        return self._meta(variant="IMDN_RTC", scale=self.scale, receptive_field=rtc_receptive_field(self.num_modules))
 
 
-class IMDN_RTE(nn.Module):
+class IMDN_RTE(_Variant):
     """IMDN_RTE: ``fea_conv`` = 3x3 conv, ReLU, bias-free 3x3 conv with stride 2; ``block1..n`` (large
     distillation blocks); bias-free 1x1 ``LR_conv`` + residual; conv + PixelShuffle(2*scale).
     Official: nf=20, 6 blocks, x2. Input RGB in [0, 255]; H and W should be even."""
@@ -340,9 +327,8 @@ class IMDN_RTE(nn.Module):
         in_channels: int = 3,
         out_channels: int = 3,
     ) -> None:
-        super().__init__()
+        super().__init__(in_channels=in_channels, out_channels=out_channels)
         self.scale, self.nf, self.num_modules = scale, nf, num_modules
-        self.in_channels, self.out_channels = in_channels, out_channels
         self.fea_conv = nn.Sequential(_conv(in_channels, nf, 3), nn.ReLU(), _conv(nf, nf, 3, stride=2, bias=False))
         for i in range(1, num_modules + 1):
             self.add_module(f"block{i}", IMDModuleLarge(channels=nf))
@@ -358,20 +344,12 @@ class IMDN_RTE(nn.Module):
 
     @property
     def meta(self) -> ModelMeta:
-        return ModelMeta(
-            family=FAMILY,
+        return self._meta(
             variant="IMDN_RTE",
-            task="sr",
             scale=self.scale,
-            in_channels=self.in_channels,
-            out_channels=self.out_channels,
             input_range=255.0,
-            color_space="rgb",
             size_multiple=2,
-            half_safe=True,
             receptive_field=rte_receptive_field(self.num_modules),
-            form="deploy",
-            params=count_params(self),
         )
 
 
