@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -102,7 +102,46 @@ class SPAB(nn.Module):
         return (attention(o3, x) if self.has_attention else o3), a1
 
 
-class SPAN(nn.Module):
+def _spab_chain(blocks: Sequence[nn.Module], x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Run SPABs one after another from ``x``; returns the first block's output, the last block's output and
+    the last block's ``silu(c1(.))``."""
+    first, a1 = blocks[0](x)
+    out = first
+    for block in blocks[1:]:
+        out, a1 = block(out)
+    return first, out, a1
+
+
+class _Net(nn.Module):
+    """What the family's networks share: the sizes they are built with, and their metadata (RGB
+    super-resolution on [0, 1] input, any size, half-safe for natural images)."""
+
+    def __init__(self, *, feature_channels: int, upscale: int, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.feature_channels = feature_channels
+        self.upscale = upscale
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+
+    def _meta(self, *, variant: str, receptive_field: int, form: Form = "deploy") -> ModelMeta:
+        return ModelMeta(
+            family=FAMILY,
+            variant=variant,
+            task="sr",
+            scale=self.upscale,
+            in_channels=self.in_channels,
+            out_channels=self.out_channels,
+            input_range=1.0,
+            color_space="rgb",
+            size_multiple=1,
+            half_safe=True,
+            receptive_field=receptive_field,
+            form=form,
+            params=count_params(self),
+        )
+
+
+class SPAN(_Net):
     """SPAN / DSCF / SPAN-tiny super-resolution network (6 SPABs)."""
 
     def __init__(
@@ -118,17 +157,15 @@ class SPAN(nn.Module):
         rgb_mean: tuple[float, float, float] = RGB_MEAN,
         form: Form = "train",
     ) -> None:
-        super().__init__()
+        super().__init__(
+            feature_channels=feature_channels, upscale=upscale, in_channels=in_channels, out_channels=out_channels
+        )
         if form not in ("train", "deploy"):
             raise ValueError(f"form must be 'train' or 'deploy', got {form!r}")
         c = feature_channels
         cat = c if cat_channels is None else cat_channels
         deploy = form == "deploy"
-        self.feature_channels = c
         self.cat_channels = cat
-        self.upscale = upscale
-        self.in_channels = in_channels
-        self.out_channels = out_channels
         self.gain = gain
         self.img_range = img_range
         self.register_buffer("mean", torch.tensor(rgb_mean).view(1, -1, 1, 1), persistent=False)
@@ -158,31 +195,13 @@ class SPAN(nn.Module):
 
     @property
     def meta(self) -> ModelMeta:
-        return ModelMeta(
-            family=FAMILY,
-            variant=self.variant,
-            task="sr",
-            scale=self.upscale,
-            in_channels=self.in_channels,
-            out_channels=self.out_channels,
-            input_range=1.0,
-            color_space="rgb",
-            size_multiple=1,
-            half_safe=True,
-            receptive_field=RECEPTIVE_FIELD,
-            form=self.form,
-            params=count_params(self),
-        )
+        return self._meta(variant=self.variant, receptive_field=RECEPTIVE_FIELD, form=self.form)
 
     def forward(self, x: Tensor) -> Tensor:
         x = (x - self.mean.to(x.dtype)) * self.img_range
         f = self.conv_1(x)
-        b1, _ = self.block_1(f)
-        b2, _ = self.block_2(b1)
-        b3, _ = self.block_3(b2)
-        b4, _ = self.block_4(b3)
-        b5, _ = self.block_5(b4)
-        b6, a1_6 = self.block_6(b5)
+        blocks = (self.block_1, self.block_2, self.block_3, self.block_4, self.block_5, self.block_6)
+        b1, b6, a1_6 = _spab_chain(blocks, f)
         out = self.conv_cat(torch.cat([f, self.conv_2(b6), b1, a1_6], dim=1))
         return upsample_tail(self.upsampler, out, self.upscale)  # fused on CUDA (restore.ops)
 
@@ -211,7 +230,7 @@ class EvalConv(nn.Module):
         return self.eval_conv(x)
 
 
-class SPANF(nn.Module):
+class SPANF(_Net):
     """SPAN-F (NTIRE 2025 ESR team24), deploy form only.
 
     No mean shift and no ``* 255``. ``conv_near`` is a grouped 3x3 (one group per input channel,
@@ -221,11 +240,10 @@ class SPANF(nn.Module):
     """
 
     def __init__(self, *, feature_channels: int = 32, upscale: int = 4, in_channels: int = 3) -> None:
-        super().__init__()
+        super().__init__(
+            feature_channels=feature_channels, upscale=upscale, in_channels=in_channels, out_channels=in_channels
+        )
         c, near = feature_channels, in_channels * upscale**2
-        self.feature_channels = c
-        self.upscale = upscale
-        self.in_channels = in_channels
         self.conv_near = nn.Conv2d(in_channels, near, 3, padding=1, groups=in_channels, bias=False)
         self.block_1 = SPAB(in_channels=in_channels, mid_channels=c, out_channels=c, deploy=True)
         self.block_2 = SPAB(in_channels=c, deploy=True)
@@ -238,26 +256,12 @@ class SPANF(nn.Module):
 
     @property
     def meta(self) -> ModelMeta:
-        return ModelMeta(
-            family=FAMILY,
-            variant=f"spanf_ch{self.feature_channels}",
-            task="sr",
-            scale=self.upscale,
-            in_channels=self.in_channels,
-            out_channels=self.in_channels,
-            half_safe=True,
-            receptive_field=3 * 5 + 1,  # blocks 1-5 (3x3 each) + conv_2; conv_near is in parallel
-            form="deploy",
-            params=count_params(self),
-        )
+        # blocks 1-5 (3x3 each) + conv_2; conv_near is in parallel
+        return self._meta(variant=f"spanf_ch{self.feature_channels}", receptive_field=3 * 5 + 1)
 
     def forward(self, x: Tensor) -> Tensor:
         near = self.conv_near(x)
-        b1, _ = self.block_1(x)
-        b2, _ = self.block_2(b1)
-        b3, _ = self.block_3(b2)
-        b4, _ = self.block_4(b3)
-        b5, _ = self.block_5(b4)
+        b1, b5, _ = _spab_chain((self.block_1, self.block_2, self.block_3, self.block_4, self.block_5), x)
         out = self.conv_cat(torch.cat([near, b5, b1], dim=1))
         return self.depth_to_space(self.conv_2(out))
 
@@ -274,7 +278,7 @@ class TeacherBlock(nn.Module):
         return attention(self.c2_r(F.silu(self.c1_r(x))), x)
 
 
-class ESPAN(nn.Module):
+class ESPAN(_Net):
     """ESPAN (NTIRE 2025 ESR team36), deploy form only.
 
     No mean shift and no ``* 255``. 9x9 ``conv_1``, five SPABs, a two-conv ``teacher_block_seq``,
@@ -293,13 +297,11 @@ class ESPAN(nn.Module):
         in_channels: int = 3,
         out_channels: int = 3,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            feature_channels=feature_channels, upscale=upscale, in_channels=in_channels, out_channels=out_channels
+        )
         c = feature_channels
-        self.feature_channels = c
-        self.upscale = upscale
         self.first_kernel = first_kernel
-        self.in_channels = in_channels
-        self.out_channels = out_channels
         self.conv_1 = EvalConv(in_channels=in_channels, out_channels=c, kernel_size=first_kernel)
         self.block_1 = SPAB(in_channels=c, mid_channels=mid_channels, deploy=True)
         self.block_2 = SPAB(in_channels=c, mid_channels=mid_channels, deploy=True)
@@ -316,27 +318,14 @@ class ESPAN(nn.Module):
 
     @property
     def meta(self) -> ModelMeta:
-        return ModelMeta(
-            family=FAMILY,
-            variant=f"espan_ch{self.feature_channels}",
-            task="sr",
-            scale=self.upscale,
-            in_channels=self.in_channels,
-            out_channels=self.out_channels,
-            half_safe=True,
-            # conv_1 + 5 blocks x 3 + teacher block x 2 + tea_conv_2 + tea_upsampler.0
-            receptive_field=self.first_kernel // 2 + 3 * 5 + 2 + 1 + 1,
-            form="deploy",
-            params=count_params(self),
+        # conv_1 + 5 blocks x 3 + teacher block x 2 + tea_conv_2 + tea_upsampler.0
+        return self._meta(
+            variant=f"espan_ch{self.feature_channels}", receptive_field=self.first_kernel // 2 + 3 * 5 + 2 + 1 + 1
         )
 
     def forward(self, x: Tensor) -> Tensor:
         f = self.conv_1(x)
-        b1, _ = self.block_1(f)
-        b2, _ = self.block_2(b1)
-        b3, _ = self.block_3(b2)
-        b4, _ = self.block_4(b3)
-        b5, _ = self.block_5(b4)
+        b1, b5, _ = _spab_chain((self.block_1, self.block_2, self.block_3, self.block_4, self.block_5), f)
         b6 = self.teacher_block_seq(b5)
         out = self.tea_conv_cat(torch.cat([f, self.tea_conv_2(b6), b1, b6], dim=1))
         return self.tea_upsampler(out)
