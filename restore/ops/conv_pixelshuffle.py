@@ -42,13 +42,16 @@ def conv_pixelshuffle_reference(
     activation: str | None = None,
 ) -> Tensor:
     """The PyTorch reference of :func:`conv_pixelshuffle`."""
-    y = F.pixel_shuffle(F.conv2d(x, weight, bias, 1, 1), scale)
-    y = act_mod.apply(y, act_mod.check(activation))
-    if residual is not None:
-        y = y + residual
+    y = _act_residual(F.pixel_shuffle(F.conv2d(x, weight, bias, 1, 1), scale), activation, residual)
     if skip_lr is not None:
         y = y + nearest_up(skip_lr, scale)
     return y
+
+
+def _act_residual(y: Tensor, activation: str | None, residual: Tensor | None) -> Tensor:
+    """``act(y) + residual`` in PyTorch (no residual: ``act(y)``), the reference epilogue."""
+    y = act_mod.apply(y, act_mod.check(activation))
+    return y if residual is None else y + residual
 
 
 def _out_shape(x: Tensor, weight: Tensor, scale: int) -> tuple[int, int, int, int]:
@@ -114,8 +117,7 @@ def upsample_tail(
         y = _fused(upsampler[0], upsampler[1], x, scale, residual, activation, outer=upsampler)
         if y is not None:
             return y
-    y = act_mod.apply(upsampler(x), act_mod.check(activation))
-    return y if residual is None else y + residual
+    return _act_residual(upsampler(x), activation, residual)
 
 
 def shuffle_tail(
@@ -127,8 +129,7 @@ def shuffle_tail(
         y = _fused(conv, shuffle, x, scale, residual, activation)
         if y is not None:
             return y
-    y = act_mod.apply(shuffle(conv(x)), act_mod.check(activation))
-    return y if residual is None else y + residual
+    return _act_residual(shuffle(conv(x)), activation, residual)
 
 
 def _fusion_wanted(x: Tensor) -> bool:
