@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import triton.language as tl
 
+from restore.ops._act_kernels import activation
+
 
 def conv3x3_ps_fwd(
     x_ptr, w_ptr, b_ptr, r_ptr, k_ptr, y_ptr,
@@ -58,16 +60,7 @@ def conv3x3_ps_fwd(
             acc = tl.dot(a, b, acc)
     if HAS_BIAS:
         acc += tl.load(b_ptr + co, mask=com, other=0.0).to(tl.float32)[None, :]
-    if ACT == 1:
-        acc = tl.maximum(acc, 0.0)
-    elif ACT == 2:
-        acc = 0.5 * acc * (1.0 + tl.math.erf(acc * 0.7071067811865476))
-    elif ACT == 3:
-        acc = acc / (1.0 + tl.exp(-acc))
-    elif ACT == 4:
-        e = tl.exp(-2.0 * tl.abs(acc))
-        q = (1.0 - e) / (1.0 + e)
-        acc = tl.where(acc < 0, -q, q)
+    acc = activation(acc, ACT)
     c = co // (S * S)
     sub = co % (S * S)
     dy = sub // S

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import triton.language as tl
 
+from restore.ops._act_kernels import activation
+
 
 def dwconv_fwd(
     x_ptr, w_ptr, b_ptr, y_ptr,
@@ -48,16 +50,7 @@ def dwconv_fwd(
             acc += xv.to(tl.float32) * wv.to(tl.float32)[:, None]
     if HAS_BIAS:
         acc += tl.load(b_ptr + c, mask=cm, other=0.0).to(tl.float32)[:, None]
-    if ACT == 1:
-        acc = tl.maximum(acc, 0.0)
-    elif ACT == 2:
-        acc = 0.5 * acc * (1.0 + tl.math.erf(acc * 0.7071067811865476))
-    elif ACT == 3:
-        acc = acc / (1.0 + tl.exp(-acc))
-    elif ACT == 4:
-        t = tl.exp(-2.0 * tl.abs(acc))
-        r = (1.0 - t) / (1.0 + t)
-        acc = tl.where(acc < 0, -r, r)
+    acc = activation(acc, ACT)
     out_m = cm[:, None] & ((h < H) & (w < W))[None, :]
     y_off = n * syn + c[:, None].to(tl.int64) * syc + (h * syh + w * syw)[None, :]
     tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=out_m)

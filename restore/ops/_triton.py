@@ -9,6 +9,7 @@ The kernels call only Triton *builtins* (``tl.full``, ``tl.reduce`` with the sta
 ``triton.language`` functions that are themselves ``@triton.jit`` (``tl.zeros``, ``tl.sum``, ``tl.cdiv``): those
 were decorated once, at ``import triton``, in whichever flavour the environment said then, so an interpreted
 kernel could not call them in a process that imported Triton without ``TRITON_INTERPRET=1`` (and vice versa).
+Helpers the kernels share are plain functions too, wrapped in :class:`DeviceFunction`, which serves both flavours.
 """
 
 from __future__ import annotations
@@ -33,6 +34,19 @@ def launcher(fn: Callable[..., Any], device: torch.device) -> Any:
         k = InterpretedFunction(fn) if interpret else JITFunction(fn)
         _CACHE[key] = k
     return k
+
+
+class DeviceFunction(JITFunction):
+    """A helper that kernels call (a plain function, like them), usable from both flavours: the compiler sees a
+    ``JITFunction`` and inlines the call; the interpreter calls it as Python, through an ``InterpretedFunction``
+    of the same source (``JITFunction.__call__`` itself refuses to run outside a compiled kernel)."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        super().__init__(fn)
+        self._interpreted = InterpretedFunction(fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._interpreted(*args, **kwargs)
 
 
 def next_pow2(n: int) -> int:
