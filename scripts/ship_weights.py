@@ -50,6 +50,7 @@ class Ship:
     summary: str = ""
 
 
+C_BLIND = ("dncnn_s25", "dncnn_s25_2", "cdncnn_b")
 SHIPS = [
     Ship("span_tiny_x4", ("span_tiny_x4", "dsclora_span_tiny_x4"), "sr", "rgb", 4, default=True,
          summary="SPAN-tiny (26 ch): L1 from scratch, then DSCLoRA (ConvLoRA + affinity distillation from CFSR)"),
@@ -60,22 +61,23 @@ SHIPS = [
     Ship("espcn_x4", ("espcn_x4",), "sr", "y", 4, summary="ESPCN on full-range Y (real time), MSE"),
     Ship("espcn_x3", ("espcn_x3",), "sr", "y", 3, summary="ESPCN on full-range Y (real time), MSE"),
     Ship("espcn_x2", ("espcn_x2",), "sr", "y", 2, summary="ESPCN on full-range Y (real time), MSE"),
-    Ship("dncnn_s25", ("dncnn_s25",), "denoise", "gray", sigma="25", default=True, summary="DnCNN-S gray, sigma 25"),
-    Ship("dncnn_s25_weighted", ("dncnn_s25_weighted",), "denoise", "gray", sigma="25",
+    Ship("dncnn_s25", ("dncnn_s25", "dncnn_s25_2"), "denoise", "gray", sigma="25", default=True,
+         summary="DnCNN-S gray, sigma 25"),
+    Ship("dncnn_s25_weighted", ("dncnn_s25_weighted", "dncnn_s25_weighted_2"), "denoise", "gray", sigma="25",
          summary="DnCNN-S gray, sigma 25, optimal weighted convolution (same budget as dncnn_s25)"),
-    Ship("dncnn_s15", ("dncnn_s25", "dncnn_s15"), "denoise", "gray", sigma="15", default=True,
+    Ship("dncnn_s15", ("dncnn_s25", "dncnn_s25_2", "dncnn_s15"), "denoise", "gray", sigma="15", default=True,
          summary="DnCNN-S gray, sigma 15 (fine-tuned from dncnn_s25)"),
-    Ship("dncnn_s50", ("dncnn_s25", "dncnn_s50"), "denoise", "gray", sigma="50", default=True,
+    Ship("dncnn_s50", ("dncnn_s25", "dncnn_s25_2", "dncnn_s50"), "denoise", "gray", sigma="50", default=True,
          summary="DnCNN-S gray, sigma 50 (fine-tuned from dncnn_s25)"),
-    Ship("dncnn_blind", ("dncnn_s25", "dncnn_b"), "denoise", "gray", sigma="blind", default=True,
+    Ship("dncnn_blind", ("dncnn_s25", "dncnn_s25_2", "dncnn_b"), "denoise", "gray", sigma="blind", default=True,
          summary="DnCNN gray, blind sigma in [0, 55] (depth 17, fine-tuned from dncnn_s25)"),
-    Ship("cdncnn_blind", ("dncnn_s25", "cdncnn_b"), "denoise", "rgb", sigma="blind", default=True,
+    Ship("cdncnn_blind", ("dncnn_s25", "dncnn_s25_2", "cdncnn_b"), "denoise", "rgb", sigma="blind", default=True,
          summary="DnCNN colour, blind sigma in [0, 55] (depth 17, inner layers from dncnn_s25)"),
-    Ship("cdncnn_s25", ("dncnn_s25", "cdncnn_b", "cdncnn_s25"), "denoise", "rgb", sigma="25", default=True,
+    Ship("cdncnn_s25", (*C_BLIND, "cdncnn_s25"), "denoise", "rgb", sigma="25", default=True,
          summary="DnCNN colour, sigma 25 (fine-tuned from cdncnn_blind)"),
-    Ship("cdncnn_s15", ("dncnn_s25", "cdncnn_b", "cdncnn_s15"), "denoise", "rgb", sigma="15", default=True,
+    Ship("cdncnn_s15", (*C_BLIND, "cdncnn_s15"), "denoise", "rgb", sigma="15", default=True,
          summary="DnCNN colour, sigma 15 (fine-tuned from cdncnn_blind)"),
-    Ship("cdncnn_s50", ("dncnn_s25", "cdncnn_b", "cdncnn_s50"), "denoise", "rgb", sigma="50", default=True,
+    Ship("cdncnn_s50", (*C_BLIND, "cdncnn_s50"), "denoise", "rgb", sigma="50", default=True,
          summary="DnCNN colour, sigma 50 (fine-tuned from cdncnn_blind)"),
 ]
 

@@ -51,13 +51,14 @@ def fine_tune(name: str, iters: int, lr: float, start: str) -> Stage:
 
 @dataclass(frozen=True)
 class Stage:
-    name: str  # experiment name == option file stem
+    name: str  # experiment name (== option file stem unless ``opt`` names the file)
     sets: list[str] = field(default_factory=list)
     note: str = ""
+    opt: str | None = None
 
     @property
     def option_file(self) -> str:
-        return f"options/train/{self.name}.yml"
+        return f"options/train/{self.opt or self.name}.yml"
 
     @property
     def total_iter(self) -> int:
@@ -91,14 +92,24 @@ QUEUES: dict[str, list[Stage]] = {
         Stage("dncnn_s25", DN_DATA + cosine(500, 1e-3) + every(250, 100)),
         Stage("dncnn_s25_weighted", DN_DATA + cosine(500, 1e-3) + every(250, 100),
               note="same budget as dncnn_s25, for the weighted-convolution comparison"),
+        # second cosine cycle for both, so the weighted-conv comparison keeps an identical budget
+        Stage("dncnn_s25_2", DN_DATA + ["name=dncnn_s25_2"] + cosine(400, 5e-4) + every(200, 100)
+              + warm_start("dncnn_s25", strict=True, key="params"), opt="dncnn_s25",
+              note="second cycle, warm start: dncnn_s25"),
+        Stage("dncnn_s25_weighted_2", DN_DATA + ["name=dncnn_s25_weighted_2"] + cosine(400, 5e-4) + every(200, 100)
+              + warm_start("dncnn_s25_weighted", strict=True, key="params"), opt="dncnn_s25_weighted",
+              note="second cycle, warm start: dncnn_s25_weighted"),
+    ],
+    # blind and other-sigma denoisers, warm-started from dncnn_s25_2 (run beside the end of "fast")
+    "denoise": [
         Stage("dncnn_b", DN_DATA + ["network_g.num_layers=17"] + cosine(200, 5e-4) + every(100, 100)
-              + warm_start("dncnn_s25", strict=True, key="params"),
-              note="depth 17 (not DnCNN-B's 20) so it can warm-start from dncnn_s25"),
+              + warm_start("dncnn_s25_2", strict=True, key="params"),
+              note="depth 17 (not DnCNN-B's 20) so it can warm-start from dncnn_s25_2"),
         Stage("cdncnn_b", DN_DATA + ["network_g.num_layers=17"] + cosine(300, 5e-4) + every(150, 100)
-              + warm_start("dncnn_s25", strict=False, key="params"),
-              note="depth 17; warm start: dncnn_s25's inner layers (first/last conv re-initialised)"),
-        fine_tune("dncnn_s15", 200, 3e-4, "dncnn_s25"),
-        fine_tune("dncnn_s50", 200, 3e-4, "dncnn_s25"),
+              + warm_start("dncnn_s25_2", strict=False, key="params"),
+              note="depth 17; warm start: dncnn_s25_2's inner layers (first/last conv re-initialised)"),
+        fine_tune("dncnn_s15", 200, 3e-4, "dncnn_s25_2"),
+        fine_tune("dncnn_s50", 200, 3e-4, "dncnn_s25_2"),
     ],
     # colour sigma-specific fine-tunes: not run in the first release (CPU budget); cdncnn_b serves all sigmas
     "denoise_extra": [
