@@ -4,7 +4,8 @@ Rows: each model in ``restore/weights/manifest.json`` (``restore eval --model NA
 when ``../shared/weights`` is present, the official checkpoints of the same families as reference rows
 (``restore eval --weights FILE``). SR: Y-PSNR / SSIM (BT.601, ``scale`` px border, MATLAB-bicubic LR) on
 Set5, Set14, B100 (x4 only: the shared data has no B100 x2/x3). Denoising: PSNR on Set12 / BSD68 (gray) and
-CBSD68 / Kodak24 (colour), Gaussian noise seeded per image (seed 0), not clipped; blind models at 15/25/50.
+CBSD68 / Kodak24 (colour), Gaussian noise seeded per image (seed 0), not clipped; blind models at 15/25/50 on
+the small set (Set12 / Kodak24) and at 25 on the large one (BSD68 / CBSD68).
 
 Every figure is cached in ``docs/results.json`` under the evaluated file's sha256, so re-running only
 evaluates new or changed weights. The measured PSNRs are also written into the manifest (``psnr``), and a
@@ -60,7 +61,6 @@ REFERENCES = [
     ("CFSR (official)", "cfsr/CFSR_x3.pth", "sr", 3, None, "rgb"),
     ("CFSR (official)", "cfsr/CFSR_x4.pth", "sr", 4, None, "rgb"),
     ("DnCNN-S (SaoYan, official)", "dncnn/saoyan/DnCNN-S-15.pth", "denoise", 1, "15", "gray"),
-    ("DnCNN-S (SaoYan, official)", "dncnn/saoyan/DnCNN-S-25.pth", "denoise", 1, "25", "gray"),
     ("DnCNN (KAIR, official)", "dncnn/kair/dncnn_25.pth", "denoise", 1, "25", "gray"),
     ("DnCNN-S (SaoYan, official)", "dncnn/saoyan/DnCNN-S-50.pth", "denoise", 1, "50", "gray"),
     ("DnCNN-B (SaoYan, official)", "dncnn/saoyan/DnCNN-B.pth", "denoise", 1, "blind", "gray"),
@@ -118,8 +118,12 @@ def jobs_for(task: str, scale: int, sigma: str | None, color: str) -> list[tuple
     if task == "sr":
         return [(n, DATA / d, scale, None) for n, (d, scales) in SR_SETS.items() if scale in scales]
     sets = COLOR_SETS if color == "rgb" else GRAY_SETS
-    sigmas = SIGMAS if sigma == "blind" else (int(sigma),)
-    return [(f"{n} σ{s}", DATA / d, None, s) for n, d in sets.items() for s in sigmas]
+    if sigma != "blind":
+        return [(f"{n} σ{sigma}", DATA / d, None, int(sigma)) for n, d in sets.items()]
+    # blind models: every sigma on the small set (Set12 / Kodak24), sigma 25 on the large one (BSD68 / CBSD68)
+    small, large = (("Kodak24", "CBSD68") if color == "rgb" else ("Set12", "BSD68"))
+    return ([(f"{small} σ{s}", DATA / sets[small], None, s) for s in SIGMAS]
+            + [(f"{large} σ25", DATA / sets[large], None, 25)])
 
 
 def evaluate_all(models: list[dict], cache: dict, *, reference: bool, skip_denoise: bool) -> dict[str, list[dict]]:
