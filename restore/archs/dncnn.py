@@ -68,10 +68,21 @@ class DnCNN(nn.Module):
 
         def conv(cin: int, cout: int) -> nn.Module:
             bias = not batch_norm  # SaoYan: no conv bias (BN follows); KAIR deploy: biased convs
-            if weighted:
-                return WeightedConv2d(in_channels=cin, out_channels=cout, kernel_size=3, den=den,
-                                      trainable=trainable_den, padding=1, bias=bias)
-            return nn.Conv2d(cin, cout, 3, padding=1, bias=bias)
+            plain = nn.Conv2d(cin, cout, 3, padding=1, bias=bias)
+            if not weighted:
+                return plain
+            rng = torch.random.get_rng_state()  # the weighted layer's own init must not shift later layers' draws
+            wc = WeightedConv2d(in_channels=cin, out_channels=cout, kernel_size=3, den=den,
+                                trainable=trainable_den, padding=1, bias=bias)
+            torch.random.set_rng_state(rng)
+            # same initial weights as the plain layer (the official wConv2d uses kaiming-normal fan-out, which
+            # on the 64->1 output conv is ~20x larger than nn.Conv2d's and wrecks early training), so a
+            # weighted-vs-plain comparison differs only in the density
+            with torch.no_grad():
+                wc.weight.copy_(plain.weight)
+                if bias:
+                    wc.bias.copy_(plain.bias)
+            return wc
 
         nf = num_features
         layers: list[nn.Module] = [conv(in_channels, nf), nn.ReLU(inplace=True)]

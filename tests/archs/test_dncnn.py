@@ -273,3 +273,17 @@ def test_set12_sigma25_kair_psnr() -> None:
     psnrs = [_kair_psnr(m, f, 25) for f in files]
     assert len(psnrs) == 12
     assert float(np.mean(psnrs)) == pytest.approx(30.44, abs=0.02)
+
+
+def test_weighted_variant_starts_from_the_plain_initialisation() -> None:
+    """Same seed -> the weighted DnCNN's kernels equal the plain DnCNN's (only the density differs), so a
+    weighted-vs-plain comparison under one budget isolates the density."""
+    torch.manual_seed(0)
+    weighted = DnCNN(num_layers=5, num_features=8, weighted=True)
+    torch.manual_seed(0)
+    plain = DnCNN(num_layers=5, num_features=8)
+
+    def kernels(net: torch.nn.Module) -> list[torch.Tensor]:
+        return [p for n, p in net.named_parameters() if n.endswith("weight") and p.dim() == 4]
+
+    assert all(torch.equal(a, b) for a, b in zip(kernels(weighted), kernels(plain), strict=True))
