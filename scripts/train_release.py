@@ -76,6 +76,9 @@ QUEUES: dict[str, list[Stage]] = {
     # the default SR models: SPAN-tiny x4 from scratch, its DSCLoRA stage, then x3/x2 warm-started from x4's body
     "sr": [
         Stage("span_tiny_x4", SR_DATA + ["datasets.train.gt_size=128"] + cosine(4000, 1e-3) + every(500, 250)),
+        Stage("span_tiny_x4_2", SR_DATA + ["name=span_tiny_x4_2", "datasets.train.gt_size=128"] + cosine(900, 2e-4)
+              + every(300, 150) + warm_start("span_tiny_x4", strict=True, key="params"), opt="span_tiny_x4",
+              note="second cosine cycle, warm start: span_tiny_x4 (raw weights)"),
         Stage("dsclora_span_tiny_x4", SR_DATA + ["datasets.train.gt_size=128", "train.ema_decay=0.99",
                                                  "path.param_key_g=params"]
               + cosine(200, 2e-4, warmup=20) + every(100, 50)),
