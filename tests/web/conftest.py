@@ -72,3 +72,11 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _no_shipped_models(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo's catalogue logic is tested on the controlled ``weights_dir``: hide the package's shipped
+    models (they have the same names as some test files), except in tests marked ``shipped``."""
+    if request.node.get_closest_marker("shipped") is None:
+        monkeypatch.setattr("restore.weights.shipped_models", lambda: [])

@@ -30,6 +30,18 @@ def _png(tmp_path: Path, img: np.ndarray, name: str = "in.png") -> str:
     return str(io.write_image(tmp_path / name, img))
 
 
+@pytest.mark.shipped
+def test_catalogue_lists_the_shipped_models_first(tmp_path: Path) -> None:
+    from restore.weights import shipped_models
+
+    shipped = [str(m["name"]) for m in shipped_models()]
+    if not shipped:
+        pytest.skip("no weights shipped in restore/weights yet")
+    app = webapp.DemoApp(device="cpu", workdir=tmp_path / "work")
+    assert [e.name for e in app.models][: len(shipped)] == shipped
+    assert all(e.source == "shipped" for e in app.models[: len(shipped)])
+
+
 def test_catalogue_from_weights_dir(app: webapp.DemoApp) -> None:
     names = {Path(e.key).name: e for e in app.models}
     assert set(names) == {"espcn_x2.pth", "espcn_x3.pth", "dncnn_tiny.pth"}

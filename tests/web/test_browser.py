@@ -56,12 +56,15 @@ def browser() -> Iterator[object]:
 def server(weights_dir: Path) -> Iterator[str]:
     from web.app import launch
 
+    hide = pytest.MonkeyPatch()  # module-scoped: the catalogue is built here, before the per-test patch applies
+    hide.setattr("restore.weights.shipped_models", lambda: [])
     demo, _ = launch(host="127.0.0.1", port=free_port(), weights_dir=weights_dir, device="cpu", block=False,
                      quiet=True)
     try:
         yield demo.local_url
     finally:
         demo.close()
+        hide.undo()
 
 
 def test_upscale_x2_in_the_browser(browser, server: str, weights_dir: Path, tmp_path: Path) -> None:
