@@ -67,6 +67,31 @@ REFERENCES = [
 ]
 
 
+# identical-budget comparison (issue 6): DnCNN sigma 25 with and without optimal weighted convolution, both after
+# one 500-iteration cosine cycle from the same initial weights (training checkpoints under experiments/)
+COMPARISON = [
+    ("DnCNN-S sigma 25, plain (first cycle)", "experiments/dncnn_s25/models/net_g_500.pth"),
+    ("DnCNN-S sigma 25, weighted conv (den 0.7)", "experiments/dncnn_s25_weighted/models/net_g_500.pth"),
+]
+
+
+def comparison_rows(cache: dict) -> list[str]:
+    """Evaluate (when the checkpoints exist) and format the weighted-vs-plain comparison; cached by label."""
+    sets = [(f"{n} σ25", d) for n, d in GRAY_SETS.items()]
+    for label, rel in COMPARISON:
+        ckpt = ROOT / rel
+        for set_name, d in sets:
+            ck = f"cmp:{label}|{set_name}|x1"
+            if ck not in cache and ckpt.is_file() and (DATA / d).is_dir():
+                cache[ck] = restore_eval(["--weights", str(ckpt)], DATA / d, sigma=25)
+                save_cache(cache)
+    lines = ["| model (500 iterations each) | " + " | ".join(n for n, _ in sets) + " |", "|---|" + "---:|" * len(sets)]
+    for label, _ in COMPARISON:
+        lines.append(f"| {label} | " + " | ".join(cell(cache, f"cmp:{label}", n, 1, ssim=False) for n, _ in sets)
+                     + " |")
+    return lines
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -113,10 +138,13 @@ def bicubic_sr(data: Path, scale: int) -> dict:
     return {"psnr_y": round(float(np.mean(ps)), 4), "ssim_y": round(float(np.mean(ss)), 4), "images": len(ps)}
 
 
-def jobs_for(task: str, scale: int, sigma: str | None, color: str) -> list[tuple[str, Path, int | None, int | None]]:
+def jobs_for(task: str, scale: int, sigma: str | None, color: str, *,
+             ours: bool = False) -> list[tuple[str, Path, int | None, int | None]]:
     """(set label, folder, --scale, --sigma) evaluations for one model."""
     if task == "sr":
         return [(n, DATA / d, scale, None) for n, (d, scales) in SR_SETS.items() if scale in scales]
+    if ours and color == "gray" and sigma == "blind":  # our gray blind model serves colour inputs, per channel
+        return jobs_for(task, scale, sigma, "gray_only") + jobs_for(task, scale, sigma, "rgb")
     sets = COLOR_SETS if color == "rgb" else GRAY_SETS
     if sigma != "blind":
         return [(f"{n} σ{sigma}", DATA / d, None, int(sigma)) for n, d in sets.items()]
@@ -141,7 +169,8 @@ def evaluate_all(models: list[dict], cache: dict, *, reference: bool, skip_denoi
     for row in rows["ours"] + rows["reference"]:
         if skip_denoise and row["task"] == "denoise":
             continue
-        for set_name, folder, scale, sigma in jobs_for(row["task"], row["scale"], row["sigma"], row["color"]):
+        for set_name, folder, scale, sigma in jobs_for(row["task"], row["scale"], row["sigma"], row["color"],
+                                                       ours="name" in row):
             ck = f"{row['key']}|{set_name}|x{scale or 1}"
             if ck not in cache and folder.is_dir():
                 todo.append((row, set_name, folder, scale, sigma, ck))
@@ -191,8 +220,10 @@ def denoise_table(rows: dict[str, list[dict]], cache: dict, color: str) -> list[
     lines = ["| model | σ trained | " + " | ".join(cols) + " |", "|---|---|" + "---:|" * len(cols)]
     for group, fmt in (("ours", "**{}** (ours)"), ("reference", "{}")):
         for r in rows[group]:
-            if r["task"] == "denoise" and r["color"] == color:
-                lines.append(f"| {fmt.format(r['label'])} | {r['sigma']} | "
+            per_channel = color == "rgb" and r["color"] == "gray" and r["sigma"] == "blind" and group == "ours"
+            if r["task"] == "denoise" and (r["color"] == color or per_channel):
+                label = fmt.format(r["label"]) + (" (gray model, per channel)" if per_channel else "")
+                lines.append(f"| {label} | {r['sigma']} | "
                              + " | ".join(cell(cache, r["key"], c, 1, ssim=False) for c in cols) + " |")
     return lines
 
@@ -252,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     for m, r in zip(models, rows["ours"], strict=True):  # measured figures into the manifest
         m["psnr"] = {set_name: cache[f"{r['key']}|{set_name}|x{scale or 1}"].get("psnr_y", cache[
             f"{r['key']}|{set_name}|x{scale or 1}"].get("psnr"))
-            for set_name, _, scale, _ in jobs_for(m["task"], m["scale"], m["sigma"], m["color"])
+            for set_name, _, scale, _ in jobs_for(m["task"], m["scale"], m["sigma"], m["color"], ours=True)
             if f"{r['key']}|{set_name}|x{scale or 1}" in cache}
     if models:
         tmp = MANIFEST.with_suffix(".json.part")
@@ -270,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
         md += [f"## Super-resolution x{scale}", "", *(x4 if scale == 4 else sr_table(rows, cache, scale)), ""]
     md += ["## Denoising, gray", "", *denoise_table(rows, cache, "gray"), "",
            "## Denoising, colour", "", *denoise_table(rows, cache, "rgb"), "",
+           "## Optimal weighted convolution vs plain DnCNN (identical budget)", "",
+           "Both trained by `scripts/train_release.py` (`dncnn_s25`'s first cycle and `dncnn_s25_weighted`): "
+           "same option file apart from `weighted: true`, same seed and initial kernels, 500 iterations of "
+           "batch 32, 40x40 patches, cosine learning rate from 1e-3. PSNR (dB), noise seed 0.", "",
+           *comparison_rows(cache), "",
            "## How each shipped model was trained", "",
            "All on CPU (this project's 2-core dev machine; no GPU was available), with "
            "`scripts/train_release.py` (option file + the `--set` overrides recorded per stage in "

@@ -41,3 +41,20 @@ def test_noise_is_seeded_per_image_and_unclipped():
     a, b = add_noise(clean, 25), add_noise(clean, 25)
     np.testing.assert_array_equal(a, b)
     assert a.min() < 0 and abs(a.std() - 25 / 255) < 0.02
+
+
+def test_gray_denoiser_on_a_colour_set_runs_per_channel(tmp_path) -> None:  # noqa: ANN001
+    """A gray model scores a colour set channel by channel, as ``restore denoise`` runs it."""
+    import numpy as np
+
+    from restore import io
+    from restore.archs.dncnn import DnCNN
+    from restore.evaluate import evaluate_denoise
+
+    rng = np.random.default_rng(0)
+    io.write_image(tmp_path / "c.png", rng.integers(0, 256, (12, 14, 3), dtype=np.uint8))
+    net = DnCNN(num_layers=3, num_features=4, batch_norm=False).eval()  # zero residual -> output = noisy input
+    for p in net.parameters():
+        p.data.zero_()
+    res = evaluate_denoise(net, tmp_path, sigma=25, progress=False)
+    assert len(res.per_image) == 1 and 18 < res.psnr_y < 23  # about the noisy input's PSNR at sigma 25
