@@ -94,10 +94,10 @@ def test_upscale_with_no_model_named_uses_the_default_x4(tmp_path: Path) -> None
     assert io.read_image(tmp_path / "in_x4.png").shape == (84, 108, 3)
 
 
-def test_denoise_with_no_model_named_picks_by_colour(tmp_path: Path) -> None:
-    if _default("denoise", sigma="blind", color="gray") is None or _default("denoise", sigma="blind",
-                                                                             color="rgb") is None:
-        pytest.skip("no default blind gray + colour denoisers shipped yet")
+def test_denoise_with_no_model_named_handles_gray_and_colour(tmp_path: Path) -> None:
+    """No --model/--sigma: the blind default of the input's colour, else the gray one channel by channel."""
+    if _default("denoise", sigma="blind", color="gray") is None:
+        pytest.skip("no default blind gray denoiser shipped yet")
     rng = np.random.default_rng(0)
     io.write_image(tmp_path / "in" / "g.png", rng.integers(0, 256, (19, 23), dtype=np.uint8))
     io.write_image(tmp_path / "in" / "c.png", rng.integers(0, 256, (19, 23, 3), dtype=np.uint8))
