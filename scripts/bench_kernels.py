@@ -23,7 +23,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from restore.bench import time_ms  # noqa: E402
 
 Fn = Callable[[], Any]
 
@@ -44,13 +44,7 @@ def interleaved(fns: dict[str, Fn], rounds: int, warmup: int = 2, cuda: bool = F
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(rounds):
         for k, f in fns.items():
-            if cuda:
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            f()
-            if cuda:
-                torch.cuda.synchronize()
-            times[k].append((time.perf_counter() - t) * 1000)
+            times[k] += time_ms(f, runs=1, warmup=0, cuda=cuda)  # one call per round, in turn
     return {k: statistics.median(v) for k, v in times.items()}
 
 
