@@ -143,15 +143,16 @@ def jobs_for(task: str, scale: int, sigma: str | None, color: str, *,
     """(set label, folder, --scale, --sigma) evaluations for one model."""
     if task == "sr":
         return [(n, DATA / d, scale, None) for n, (d, scales) in SR_SETS.items() if scale in scales]
-    if ours and color == "gray" and sigma == "blind":  # our gray blind model serves colour inputs, per channel
-        return jobs_for(task, scale, sigma, "gray_only") + jobs_for(task, scale, sigma, "rgb")
     sets = COLOR_SETS if color == "rgb" else GRAY_SETS
     if sigma != "blind":
         return [(f"{n} σ{sigma}", DATA / d, None, int(sigma)) for n, d in sets.items()]
     # blind models: every sigma on the small set (Set12 / Kodak24), sigma 25 on the large one (BSD68 / CBSD68)
     small, large = (("Kodak24", "CBSD68") if color == "rgb" else ("Set12", "BSD68"))
-    return ([(f"{small} σ{s}", DATA / sets[small], None, s) for s in SIGMAS]
+    jobs = ([(f"{small} σ{s}", DATA / sets[small], None, s) for s in SIGMAS]
             + [(f"{large} σ25", DATA / sets[large], None, 25)])
+    if ours and color == "gray":  # our gray blind model also serves colour inputs, channel by channel
+        jobs += jobs_for(task, scale, sigma, "rgb")
+    return jobs
 
 
 def evaluate_all(models: list[dict], cache: dict, *, reference: bool, skip_denoise: bool) -> dict[str, list[dict]]:
@@ -281,10 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     cache = load_cache()
     rows = evaluate_all(models, cache, reference=not a.no_reference, skip_denoise=a.skip_denoise)
     for m, r in zip(models, rows["ours"], strict=True):  # measured figures into the manifest
-        m["psnr"] = {set_name: cache[f"{r['key']}|{set_name}|x{scale or 1}"].get("psnr_y", cache[
-            f"{r['key']}|{set_name}|x{scale or 1}"].get("psnr"))
-            for set_name, _, scale, _ in jobs_for(m["task"], m["scale"], m["sigma"], m["color"], ours=True)
-            if f"{r['key']}|{set_name}|x{scale or 1}" in cache}
+        found = {set_name: cache.get(f"{r['key']}|{set_name}|x{scale or 1}")
+                 for set_name, _, scale, _ in jobs_for(m["task"], m["scale"], m["sigma"], m["color"], ours=True)}
+        m["psnr"] = {k: v.get("psnr_y", v.get("psnr")) for k, v in found.items() if v is not None}
     if models:
         tmp = MANIFEST.with_suffix(".json.part")
         tmp.write_text(json.dumps(doc, indent=1) + "\n")
