@@ -330,7 +330,18 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _early_environment(argv: Sequence[str]) -> None:
+    """Settings that must be in place before torch (and its OpenMP runtime) is imported: ``restore video``
+    runs the network beside decoder and encoder threads, where spinning OpenMP workers (the default) take the
+    cores the encoder needs (see :mod:`restore.engine.video`); an explicit ``OMP_WAIT_POLICY`` is kept."""
+    import os
+
+    if list(argv[:1]) == ["video"] and "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _early_environment(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if getattr(args, "debug", False):
         return int(args.func(args) or 0)

@@ -1422,14 +1422,17 @@ class VideoWriter:
     ``width`` x ``height`` is the size of the frames to be written (cropped to even sizes for 4:2:0/4:2:2);
     ``info`` the source's :class:`VideoInfo` (time base, rate, colour, display matrix); ``copy_from`` the
     source file whose audio / subtitle / data streams are copied (None: video only); ``label`` the name used
-    in error messages (default ``path``; e.g. the final name when ``path`` is a temporary file).
+    in error messages (default ``path``; e.g. the final name when ``path`` is a temporary file); ``threads``
+    the encoder's thread count (None: FFmpeg's choice, for x264 1.5x the cores plus lookahead threads).
     """
 
     def __init__(self, path: str | Path, *, info: VideoInfo, width: int, height: int, codec: str | None = None,
                  crf: int | None = DEFAULT_CRF, preset: str | None = DEFAULT_PRESET,
-                 copy_from: str | Path | None = None, label: str | Path | None = None) -> None:
+                 copy_from: str | Path | None = None, label: str | Path | None = None,
+                 threads: int | None = None) -> None:
         av = _av()
         self.path = Path(path)
+        self._threads = threads
         self.label = str(label if label is not None else path)
         path = self.label
         self.notes: list[str] = []
@@ -1495,6 +1498,8 @@ class VideoWriter:
         cc.time_base = info.time_base
         cc.framerate = rate
         cc.thread_type = "AUTO"
+        if self._threads:
+            cc.thread_count = int(self._threads)
         for attr in ("color_range", "colorspace", "color_primaries", "color_trc"):
             setattr(cc, attr, getattr(info, attr))
         if info.sample_aspect_ratio:

@@ -25,7 +25,8 @@ PSNR is meaningless (shown as "—") and only their speed counts.
 Each (model, precision, threads) gets one :class:`~restore.engine.restorer.Restorer`, warmed up on the first LR
 frame before the timed runs: the one-time setup (the CPU fp32 path choice, ONNX export, int8 calibration on
 that frame's crops) is reported apart ("setup s"), not in the fps. ``--precision`` runs the engine's
-precisions (auto/fp32 = fastest float32 path, bf16, int8; the Y-PSNR column shows what each costs).
+precisions (auto = what `restore video` runs: bf16 on CPUs with native bf16, else fp32; fp32 = the fastest float32
+path; bf16; int8; the Y-PSNR column shows what each costs).
 ``--pause PATTERN`` stops (SIGSTOP) the processes whose command line matches PATTERN during each timed
 ``upscale_video`` call only, and resumes them (SIGCONT) right after, even on errors: figures on an otherwise
 idle machine while long jobs share it.
@@ -55,6 +56,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# as `restore video` sets it (restore.cli._early_environment), before torch loads: idle OpenMP workers sleep
+# instead of spinning on the cores the decoder / encoder threads need
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -78,6 +82,7 @@ class Row:
     threads: int
     color_path: str
     preset: str
+    enc_threads: str
     setup: float
     batch: int
     weights: str
@@ -257,7 +262,7 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
 
     from restore import io
     from restore.engine.restorer import Restorer
-    from restore.engine.video import default_threads, upscale_video
+    from restore.engine.video import default_threads, upscale_video, video_precision
 
     threads_list = args.threads or [default_threads()]
     presets = args.preset or [io.DEFAULT_PRESET]
@@ -285,7 +290,8 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
                 for precision in (["fp32"] if name == "bicubic" else args.precision):
                     for threads in threads_list:
                         torch.set_num_threads(threads)
-                        runner = Restorer(model, device="cpu", precision=precision, tile=None)  # type: ignore
+                        prec = video_precision(precision, "cpu", getattr(model, "meta", None))
+                        runner = Restorer(model, device="cpu", precision=prec, tile=None)  # type: ignore
                         t = time.perf_counter()
                         with paused(args.pause):
                             runner.run(frame0)  # type: ignore[arg-type]
@@ -293,21 +299,25 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
                         paused_s += setup if args.pause else 0.0
                         y_only = getattr(model, "meta", None) is not None and model.meta.color_space == "y_full"
                         paths = args.color_path if y_only else ["rgb"]
-                        for batch, color_path, preset in itertools.product(args.batch, paths, presets):
+                        for batch, color_path, preset, enc in itertools.product(args.batch, paths, presets,
+                                                                                args.encoder_threads or [None]):
+                            enc_threads = enc
                             out = Path(tmp) / f"out_{setting}_{name}_{batch}.mp4"
                             with paused(args.pause):
                                 res = upscale_video(clip, out, runner, batch=batch, overwrite=True,
-                                                    color_path=color_path, preset=preset)
+                                                    color_path=color_path, preset=preset,
+                                                    encoder_threads=enc_threads or None)
                             paused_s += res.seconds if args.pause else 0.0
                             psnr = y_psnr(out, img, args.frames, scale, width, height) if official else None
                             row = Row(setting, name, runner.precision, runner.backend, threads, res.color_path,
-                                      preset, setup, batch, weights, params, res.frames, res.seconds, res.fps,
+                                      preset, str(enc_threads or "auto"), setup, batch, weights, params,
+                                      res.frames, res.seconds, res.fps,
                                       res.realtime_factor, res.frames / res.sr_seconds if res.sr_seconds else 0.0,
                                       psnr, official)
                             rows.append(row)
                             out.unlink()
                             print(f"[{setting}] {name:<9} {row.precision}/{row.backend} {row.color_path} {preset} "
-                                  f"t{threads} b{batch} "
+                                  f"t{threads} e{enc_threads or 'auto'} b{batch} "
                                   f"{weights:<28} setup {setup:4.1f} s {res.frames} frames {res.seconds:6.1f} s "
                                   f"{res.fps:6.2f} fps  RTF {res.realtime_factor:5.2f}  SR-only {row.sr_fps:6.2f} "
                                   f"fps  Y-PSNR {'-' if psnr is None else f'{psnr:.2f}'}", file=sys.stderr)
@@ -345,7 +355,9 @@ def markdown(rows: list[Row], env: dict[str, str], args: argparse.Namespace) -> 
         "photos (Sun-Hays 80), HR ground truth downscaled with our MATLAB bicubic, encoded with libx264 CRF 12 "
         f"at {CLIP_FPS} fps; {args.frames} frames per run. Output: libx264 CRF 18 (preset: column), audio none. "
         "Whole frames (no tiling); batch = frames per network call; threads = torch / ONNX Runtime intra-op "
-        "threads (decode and encode run in their own threads beside them). Precision/path: what the engine "
+        "threads (decode and encode run in their own threads beside them); encoder threads = x264's thread "
+        "count (`auto`: FFmpeg's choice). OpenMP workers sleep when idle (`OMP_WAIT_POLICY=PASSIVE`, as "
+        "`restore video` sets it). Precision/path: what the engine "
         "ran (`auto`/`fp32` = the fastest float32 path it measured: `onnxruntime`, `torch` (channels_last) or "
         "`eager`); colour path: `yuv` = Y-plane path (Y-only models on 4:2:0 input: the network on the Y plane, "
         "U/V upscaled bilinearly, planes straight to the encoder, no RGB conversion), `rgb` = frames decoded "
@@ -359,15 +371,16 @@ def markdown(rows: list[Row], env: dict[str, str], args: argparse.Namespace) -> 
            "Other jobs may have shared the cores: the figures are lower bounds.")
         + (f" {args.note}" if args.note else ""),
         "",
-        "| setting | model | weights | params | precision / path | colour path | preset | threads | batch | setup s "
-        "| fps (end to end) | real-time factor | fps (network stage) | Y-PSNR (dB) |",
-        "|---|---|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| setting | model | weights | params | precision / path | colour path | preset | threads | encoder "
+        "threads | batch | setup s | fps (end to end) | real-time factor | fps (network stage) | Y-PSNR (dB) |",
+        "|---|---|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     titles = {"x2": "x2 640x360 → 1280x720", "x4": "x4 480x270 → 1920x1080"}
     for r in rows:
         psnr = f"{r.psnr:.2f}" if r.psnr is not None else "— (random weights)"
         lines.append(f"| {titles[r.setting]} | {labels[r.model]} | {r.weights} | {r.params:,} "
-                     f"| {r.precision} / {r.backend} | {r.color_path} | {r.preset} | {r.threads} | {r.batch} "
+                     f"| {r.precision} / {r.backend} | {r.color_path} | {r.preset} | {r.threads} | {r.enc_threads} "
+                     f"| {r.batch} "
                      f"| {r.setup:.1f} | {r.fps:.2f} "
                      f"| {r.rtf:.2f} | {r.sr_fps:.2f} | {psnr} |")
     lines += [
@@ -389,6 +402,7 @@ def markdown(rows: list[Row], env: dict[str, str], args: argparse.Namespace) -> 
         lines.append("")
         lines.append(f"Here: {verdict} — best ESPCN x2 run {best.fps:.2f} fps end to end ({best.precision} / "
                      f"{best.backend}, {best.color_path} path, preset {best.preset}, {best.threads} thread(s), "
+                     f"encoder threads {best.enc_threads}, "
                      f"batch {best.batch}), network stage alone {best.sr_fps:.2f} fps.")
     lines.append(END)
     return "\n".join(lines) + "\n"
@@ -414,11 +428,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, nargs="+", default=None,
                     help="torch / ONNX Runtime threads, one run each (default: as 'restore video')")
     ap.add_argument("--precision", nargs="+", default=["auto"], choices=("auto", "fp32", "bf16", "int8", "fp16"),
-                    help="engine precisions to run (default auto: the fastest float32 path)")
+                    help="engine precisions to run (default auto: as 'restore video', bf16 on CPUs with native "
+                         "bf16, else the fastest float32 path)")
     ap.add_argument("--color-path", nargs="+", default=["auto"], choices=("auto", "yuv", "rgb"),
                     help="colour paths for Y-only models (default auto: what 'restore video' picks)")
     ap.add_argument("--preset", nargs="+", default=None,
                     help="x264 presets, one run each (default: restore video's)")
+    ap.add_argument("--encoder-threads", type=int, nargs="+", default=None,
+                    help="video encoder threads to try (default 0: FFmpeg's choice, as restore video)")
     ap.add_argument("--pause", metavar="PATTERN", default=None,
                     help="SIGSTOP processes matching PATTERN (pgrep -f) during each timed run, SIGCONT after")
     ap.add_argument("--note", default="", help="a sentence added to the machine paragraph (e.g. other load)")

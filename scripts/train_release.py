@@ -112,11 +112,28 @@ QUEUES: dict[str, list[Stage]] = {
         fine_tune("dncnn_s15", 200, 3e-4, "dncnn_s25_2"),
         fine_tune("dncnn_s50", 200, 3e-4, "dncnn_s25_2"),
     ],
-    # colour sigma-specific fine-tunes: not run in the first release (CPU budget); cdncnn_b serves all sigmas
-    "denoise_extra": [
-        fine_tune("cdncnn_s25", 150, 3e-4, "cdncnn_b"),
-        fine_tune("cdncnn_s15", 150, 3e-4, "cdncnn_b"),
-        fine_tune("cdncnn_s50", 150, 3e-4, "cdncnn_b"),
+    # colour DnCNN, from scratch (session 2's cdncnn_b, warm-started from the gray net's inner layers with new
+    # first/last convs, stalled at a loss near the noise variance: 22.28 dB on Set5 sigma 25): sigma 25 first,
+    # then the blind and other-sigma models fine-tuned from it
+    "color": [
+        Stage("cdncnn_s25", DN_DATA + cosine(1200, 1e-3) + every(200, 100)),
+        Stage("cdncnn_b", DN_DATA + ["network_g.num_layers=17"] + cosine(300, 5e-4) + every(150, 100)
+              + warm_start("cdncnn_s25", strict=True, key="params"),
+              note="depth 17 (not DnCNN-B's 20) so it can warm-start from cdncnn_s25"),
+        fine_tune("cdncnn_s15", 150, 3e-4, "cdncnn_s25"),
+        fine_tune("cdncnn_s50", 150, 3e-4, "cdncnn_s25"),
+    ],
+    # a third cosine cycle for the default x4 model (session 3)
+    "sr3": [
+        Stage("span_tiny_x4_3", SR_DATA + ["name=span_tiny_x4_3", "datasets.train.gt_size=128"]
+              + cosine(5000, 4e-4) + every(500, 100) + warm_start("span_tiny_x4_2", strict=True, key="params"),
+              opt="span_tiny_x4", note="third cosine cycle, warm start: span_tiny_x4_2 (raw weights)"),
+    ],
+    # a longer second cycle for SPAN-tiny x2 (session 3, after the colour queue)
+    "sr_x2": [
+        Stage("span_tiny_x2_2", SR_DATA + ["name=span_tiny_x2_2", "datasets.train.gt_size=64"]
+              + cosine(2500, 5e-4) + every(500, 100) + warm_start("span_tiny_x2", strict=True, key="params"),
+              opt="span_tiny_x2", note="second cosine cycle, warm start: span_tiny_x2 (raw weights)"),
     ],
 }
 STAGES = {s.name: s for q in QUEUES.values() for s in q}

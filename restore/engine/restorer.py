@@ -304,9 +304,10 @@ class Restorer:
         x = torch.full((1, m.in_channels, side, side), 0.5 * m.input_range, device=self.device, dtype=self.dtype)
         try:
             if self._channels_last_low:
-                from restore.ops.cpu import deploy_copy
+                from restore.ops.cpu import deploy_copy, fuse_conv_activations
 
                 low = deploy_copy(self.model).to(self.dtype).to(memory_format=torch.channels_last)
+                low = fuse_conv_activations(low)  # conv + activation as one oneDNN call
                 x = x.contiguous(memory_format=torch.channels_last)
             else:
                 low = copy.deepcopy(self.model).to(self.dtype)

@@ -373,3 +373,41 @@ def test_import_restore_stays_light():
     code = "import sys, restore, restore.engine.video; print([m for m in ('av', 'torch', 'cv2') if m in sys.modules])"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert r.stdout.strip() == "[]"
+
+
+def test_video_precision_auto_is_bf16_only_on_native_bf16_cpus(monkeypatch):
+    from restore.ops import cpu
+
+    half_safe = ModelMeta(family="t", variant="t", task="sr", scale=2, in_channels=1, out_channels=1)
+    unsafe = ModelMeta(family="t", variant="t", task="sr", scale=2, in_channels=1, out_channels=1, half_safe=False)
+    monkeypatch.setattr(cpu, "native_bf16", lambda: True)
+    assert video.video_precision("auto", "cpu", half_safe) == "bf16"
+    assert video.video_precision("auto", "cpu", unsafe) == "auto"
+    assert video.video_precision("fp32", "cpu", half_safe) == "fp32"  # an explicit choice is kept
+    assert video.video_precision("auto", "cuda", half_safe) == "auto"  # fp16 there, decided by the engine
+    monkeypatch.setattr(cpu, "native_bf16", lambda: False)
+    assert video.video_precision("auto", "cpu", half_safe) == "auto"
+
+
+def test_cli_video_sets_passive_openmp_before_torch_loads():
+    code = ("import os, sys; from restore import cli; cli._early_environment(sys.argv[1:]); "
+            "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    for argv, expected in ((["video", "a.mp4"], "PASSIVE False"), (["upscale", "a.png"], "None False")):
+        r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True, cwd=REPO,
+                           env=env)
+        assert r.stdout.strip() == expected
+    r = subprocess.run([sys.executable, "-c", code, "video"], capture_output=True, text=True, check=True, cwd=REPO,
+                       env={**env, "OMP_WAIT_POLICY": "ACTIVE"})
+    assert r.stdout.strip() == "ACTIVE False"  # the user's setting wins
+
+
+def test_writer_thread_count(tmp_path):
+    info = io.VideoInfo(source="x", width=32, height=16, codec="h264", pix_fmt="yuv420p", time_base=Fraction(1, 24),
+                        frame_rate=Fraction(24), n_frames=0, duration=None, start_time=0.0)
+    w = io.VideoWriter(tmp_path / "t.mp4", info=info, width=32, height=16, threads=1)
+    assert w.container.streams.video[0].codec_context.thread_count == 1
+    for i in range(3):
+        w.write(_frame(i, 32, 16), i, 1)
+    w.close()
+    assert len(_decoded(tmp_path / "t.mp4")) == 3

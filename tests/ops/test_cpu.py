@@ -6,6 +6,8 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from restore.archs.espcn import ESPCN
 from restore.archs.span import SPAN
@@ -101,3 +103,114 @@ def test_engine_runs_optimized_model() -> None:
     a = Restorer(net, device="cpu", tile=None).run(img)
     b = Restorer(copy.deepcopy(fast), device="cpu", tile=None).run(img)
     assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_native_bf16_reads_the_cpu_flags(tmp_path) -> None:
+    from restore.ops.cpu import native_bf16
+
+    for flags, expected in (("fpu sse avx512f amx_bf16 amx_tile", True), ("fpu avx512f avx512_bf16", True),
+                            ("fpu sse avx2 avx512f", False)):
+        (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        assert native_bf16(tmp_path / "cpuinfo") is expected
+    assert native_bf16(tmp_path / "missing") is False
+
+
+@needs_ort
+def test_ort_workers_sleep_when_openmp_is_passive(monkeypatch) -> None:
+    from restore.ops.cpu import export_onnx, ort_session
+
+    model = export_onnx(ESPCN(scale=2, features=(4, 4)).eval())
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    opts = ort_session(model, threads=1).get_session_options()
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    opts = ort_session(model, threads=1).get_session_options()
+    with pytest.raises(RuntimeError, match="allow_spinning"):  # not set: ONNX Runtime's default (spinning)
+        opts.get_session_config_entry("session.intra_op.allow_spinning")
+
+
+class _Acts(nn.Module):
+    """Every activation spelling the fusion pass knows, plus a conv whose output has two uses (not fused)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(4, 4, 3, padding=1) for _ in range(9))
+        self.lrelu, self.gelu = nn.LeakyReLU(0.2), nn.GELU(approximate="tanh")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.convs
+        x = F.relu(c[0](x))
+        x = torch.tanh(c[1](x))
+        x = c[2](x).sigmoid()
+        x = F.silu(c[3](x), inplace=False)
+        x = self.lrelu(c[4](x))
+        x = F.leaky_relu(c[5](x), 0.05)
+        x = self.gelu(c[6](x))
+        x = F.hardswish(c[7](x))
+        y = c[8](x)
+        return y + torch.sigmoid(y)
+
+
+def _n_fused(net: nn.Module) -> int:
+    return sum(type(m).__name__ == "ConvAct" for m in net.modules())
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 7, 9), (2, 4, 16, 5)])
+def test_conv_activation_fusion_equals_unfused(shape) -> None:
+    from restore.ops.cpu import fuse_conv_activations
+
+    torch.manual_seed(0)
+    net = _Acts().eval()
+    fused = fuse_conv_activations(net)
+    assert _n_fused(fused) == 8  # the last conv feeds two ops: left alone
+    x = torch.randn(shape)
+    with torch.inference_mode():
+        assert (fused(x) - net(x)).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("make", [lambda: ESPCN(scale=3, features=(8, 4)), lambda: deploy_copy(_span_train()),
+                                  lambda: deploy_copy(_dncnn()), lambda: _imdn_rtc()])
+def test_conv_activation_fusion_on_the_networks(make) -> None:
+    from restore.ops.cpu import fuse_conv_activations
+
+    net = make().eval()
+    fused = fuse_conv_activations(net)
+    assert _n_fused(fused) >= 2 and fused.meta == net.meta
+    x = torch.rand(1, net.meta.in_channels, 11, 13)
+    with torch.inference_mode():
+        assert (fused(x) - net(x)).abs().max() < 1e-5
+        xb = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+        nb = copy.deepcopy(net).to(torch.bfloat16).to(memory_format=torch.channels_last)
+        ref, got = nb(xb).float(), fuse_conv_activations(nb)(xb).float()
+        assert (got - ref).abs().max() <= 0.02 * ref.abs().max()  # bf16 rounding only (the post-op rounds once)
+
+
+def test_conv_activation_fusion_leaves_untraceable_networks_alone() -> None:
+    from restore.ops.cpu import fuse_conv_activations
+
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.relu(self.conv(x)) if x.shape[-1] > 4 else x  # data-dependent: fx cannot trace it
+
+    net = Branchy()
+    assert fuse_conv_activations(net) is net
+    plain = nn.Sequential(nn.Conv2d(1, 1, 3), nn.Conv2d(1, 1, 3))  # traceable, nothing to fuse
+    assert fuse_conv_activations(plain) is plain
+
+
+def _dncnn() -> nn.Module:
+    from restore.archs.dncnn import DnCNN
+
+    torch.manual_seed(0)
+    return DnCNN(in_channels=1, num_layers=5)
+
+
+def _imdn_rtc() -> nn.Module:
+    from restore.archs.imdn import IMDN_RTC
+
+    torch.manual_seed(0)
+    return IMDN_RTC(scale=2)
