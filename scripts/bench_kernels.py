@@ -1,6 +1,7 @@
 """Speed ratios of the fast paths against the plain PyTorch code (medians of interleaved runs).
 
     python scripts/bench_kernels.py [--cpu] [--cuda] [--rounds N] [--threads N] [--calib DIR] [--json]
+    python scripts/bench_kernels.py --fusion     # CPU conv + activation fusion table -> docs/kernels.md
 
 CUDA (when a GPU is present; Triton kernels vs PyTorch/cuDNN, fp16):
   * ``lk_dwconv`` 9x9 depthwise, 48 channels, 1920x1080, NCHW and channels_last: forward, and forward+backward;
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
 from restore.bench import time_ms  # noqa: E402
 
 Fn = Callable[[], Any]
@@ -169,6 +171,48 @@ def cpu_benchmarks(rounds: int, calib: str | None, weights: Path | None, rows: l
                "eager fp32 (official-style)", rows)
 
 
+def cpu_fusion_benchmarks(rounds: int, rows: list[dict[str, Any]]) -> str:
+    """conv + activation as one oneDNN call (:func:`restore.ops.cpu.fuse_conv_activations`) vs the same fused
+    (deploy-form) network in channels_last with separate activation passes, fp32 and bf16; a markdown table."""
+    import copy
+
+    from restore.archs.dncnn import DnCNN
+    from restore.bench import build_preset
+    from restore.ops.cpu import deploy_copy, fuse_conv_activations, native_bf16
+
+    cases = [("ESPCN x2", build_preset("espcn", 2), (360, 640)),
+             ("IMDN-RTC x2", build_preset("imdn-rtc", 2), (360, 640)),
+             ("SPAN-tiny (26 ch) x4", build_preset("dscf", 4), (180, 320)),
+             ("IMDN x4", build_preset("imdn", 4), (180, 320)), ("CFSR x4", build_preset("cfsr", 4), (180, 320)),
+             ("DnCNN-S (17 layers)", DnCNN(in_channels=1, num_layers=17), (256, 256))]
+    lines = ["| network | LR input | dtype | convs fused | separate ms | fused ms | speed-up |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for label, net, (h, w) in cases:
+        for dtype in (torch.float32, torch.bfloat16):
+            plain = deploy_copy(net).to(dtype).to(memory_format=torch.channels_last)
+            fused = fuse_conv_activations(copy.deepcopy(plain))
+            n = sum(type(m).__name__ == "ConvAct" for m in fused.modules())
+            x = torch.rand(1, net.meta.in_channels, h, w).to(dtype).contiguous(memory_format=torch.channels_last)
+
+            def run(m: torch.nn.Module, x: torch.Tensor = x) -> None:
+                with torch.inference_mode():
+                    m(x)
+
+            name = f"{label} {str(dtype).removeprefix('torch.')}"
+            med = interleaved({"separate": lambda m=plain: run(m), "fused": lambda m=fused: run(m)}, rounds)
+            report(f"{name}, LR {w}x{h}, CPU {torch.get_num_threads()} threads", med, "separate", rows)
+            lines.append(f"| {label} | {w}x{h} | {str(dtype).removeprefix('torch.')} | {n} | {med['separate']:.1f} "
+                         f"| {med['fused']:.1f} | {med['separate'] / med['fused']:.2f}x |")
+    import platform
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
+    head = (f"Written by `python scripts/bench_kernels.py --fusion`: {cpu}, {torch.get_num_threads()} threads, torch "
+            f"{torch.__version__}, native bf16: {'yes' if native_bf16() else 'no'}; median of {rounds} interleaved "
+            "rounds, random weights, one image, channels_last.")
+    return "\n".join([head, "", *lines])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cpu", action="store_true", help="CPU benchmarks only")
@@ -179,10 +223,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default=str(REPO.parent / "shared" / "weights"),
                     help="weights folder holding espcn/ESPCN_x{2,4}.pb for the OpenCV rows")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--fusion", action="store_true",
+                    help="only the CPU conv+activation fusion table, written into docs/kernels.md")
+    ap.add_argument("--no-write", action="store_true", help="--fusion: print the table only")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     rows: list[dict[str, Any]] = []
+    if args.fusion:
+        from doc_sections import block, write_section
+
+        table = cpu_fusion_benchmarks(args.rounds, rows)
+        print("\n" + table)
+        if not args.no_write:
+            write_section(REPO / "docs" / "kernels.md", block("cpu-fusion", table))
+        return 0
     do_cuda = not args.cpu and torch.cuda.is_available()
     if args.cuda and not torch.cuda.is_available():
         print("no CUDA device: the Triton kernel benchmarks need a GPU", file=sys.stderr)

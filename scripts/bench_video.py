@@ -61,6 +61,8 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+from doc_sections import markers, write_section  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 PHOTOS = ("img_001", "img_006", "img_011", "img_016", "img_026", "img_031", "img_041", "img_056")
@@ -70,7 +72,7 @@ ZOOM = (1.0, 1.35)
 PAN_PX = 1400  # horizontal travel of the window centre over the clip
 SETTINGS = {"x2": (2, 1280, 720), "x4": (4, 1920, 1080)}  # scale, HR width, HR height
 MODELS = ("espcn", "span_tiny", "imdn_rtc")
-BEGIN, END = "<!-- bench_video:begin -->", "<!-- bench_video:end -->"
+BEGIN, END = markers("bench_video")
 
 
 @dataclass
@@ -408,17 +410,6 @@ def markdown(rows: list[Row], env: dict[str, str], args: argparse.Namespace) -> 
     return "\n".join(lines) + "\n"
 
 
-def write_doc(section: str, path: Path) -> None:
-    text = path.read_text() if path.is_file() else "# Benchmarks\n\nFigures measured by the scripts in `scripts/`.\n"
-    if BEGIN in text and END in text:
-        a, b = text.index(BEGIN), text.index(END) + len(END)
-        text = text[:a] + section.rstrip("\n") + text[b:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text if text.endswith("\n") else text + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=48, help="frames per clip (default 48)")
@@ -450,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     section = markdown(rows, env, args)
     print(section)
     if not args.no_write:
-        write_doc(section, args.out)
+        write_section(args.out, section)
         print(f"written: {args.out}", file=sys.stderr)
     return 0
 

@@ -56,9 +56,10 @@ import torch
 SCRIPTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(SCRIPTS))
 import side_by_side as sbs  # noqa: E402  (also puts the project root on sys.path)
+from doc_sections import markers, replace_section  # noqa: E402
 
 REPO = sbs.REPO
-BEGIN, END = "<!-- bench-vs-official:begin -->", "<!-- bench-vs-official:end -->"
+BEGIN, END = markers("bench-vs-official")
 TOLERANCE = 1e-4  # ours (fp32) vs official, max abs difference in [0, 1] units
 OFFICIAL = "official"
 VARIANTS = ("auto", "bf16", "int8")  # ours, in the engine's precisions ("auto" = the fp32 path it picks)
@@ -234,14 +235,6 @@ def section(rows: Sequence[Row], *, command: str, machine: str, threads: int, ro
         text.append(note)
     text.append(END)
     return "\n".join(text) + "\n"
-
-
-def replace_section(doc: str, new: str) -> str:
-    """``doc`` with the BEGIN..END section replaced by ``new`` (appended when absent)."""
-    i, j = doc.find(BEGIN), doc.find(END)
-    if i >= 0 and j > i:
-        return doc[:i] + new.rstrip("\n") + doc[j + len(END):]
-    return doc.rstrip("\n") + "\n\n" + new
 
 
 def _ort_version() -> str:

@@ -28,6 +28,9 @@ import numpy as np
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from doc_sections import block, replace_section  # noqa: E402
+
 SHARED = ROOT.parent / "shared"
 DATA = SHARED / "data"
 REF = SHARED / "weights"
@@ -260,15 +263,6 @@ def before_after(models: list[dict]) -> bool:
     return True
 
 
-def replace_block(text: str, tag: str, body: str) -> str:
-    begin, end = f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
-    if begin not in text:
-        return text
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    return f"{head}{begin}\n{body}\n{end}{tail}"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--no-reference", action="store_true", help="skip the official checkpoints' rows")
@@ -317,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                "(scikit-image sample image, CC0) upscaled x4.", ""]
     OUT.write_text("\n".join(md))
     readme = README.read_text()
-    README.write_text(replace_block(readme, "results-x4", "\n".join(x4)))
+    README.write_text(replace_section(readme, block("results-x4", "\n".join(x4)), append=False))
     print(f"wrote {OUT.relative_to(ROOT)}, {MANIFEST.relative_to(ROOT)}, README x4 table")
     return 0
 

@@ -51,8 +51,8 @@ class Ship:
 
 
 SHIPS = [
-    Ship("span_tiny_x4", ("span_tiny_x4", "span_tiny_x4_2"), "sr", "rgb", 4, default=True,
-         summary="SPAN-tiny (26 ch): L1 from scratch, two cosine cycles"),
+    Ship("span_tiny_x4", ("span_tiny_x4", "span_tiny_x4_2", "span_tiny_x4_3"), "sr", "rgb", 4, default=True,
+         summary="SPAN-tiny (26 ch): L1 from scratch, three cosine cycles"),
     Ship("span_tiny_x4_dsclora", ("span_tiny_x4", "dsclora_span_tiny_x4"), "sr", "rgb", 4,
          summary="span_tiny_x4 + a 200-iteration DSCLoRA stage (ConvLoRA rank 8/2 + output and spatial-affinity "
                  "distillation from CFSR x4); not the default: it scored below span_tiny_x4"),
@@ -69,8 +69,16 @@ SHIPS = [
          summary="DnCNN-S gray, sigma 50 (fine-tuned from dncnn_s25)"),
     Ship("dncnn_blind", ("dncnn_s25", "dncnn_s25_2", "dncnn_b"), "denoise", "gray", sigma="blind", default=True,
          summary="DnCNN gray, blind sigma in [0, 55] (depth 17, fine-tuned from dncnn_s25)"),
-    # colour DnCNN (cdncnn_b, inner layers from dncnn_s25_2, 300 iterations) is not shipped: on Set5 at sigma 25
-    # it reached 22.28 dB against 28.20 for dncnn_blind run channel by channel, which is what colour inputs get
+    # colour DnCNN, trained from scratch (session 2's cdncnn_b, inner layers from dncnn_s25_2 and new first / last
+    # convs, stalled at 22.28 dB on Set5 sigma 25 and was not shipped)
+    Ship("cdncnn_s25", ("cdncnn_s25",), "denoise", "rgb", sigma="25", default=True,
+         summary="DnCNN-S colour, sigma 25 (from scratch)"),
+    Ship("cdncnn_s15", ("cdncnn_s25", "cdncnn_s15"), "denoise", "rgb", sigma="15", default=True,
+         summary="DnCNN-S colour, sigma 15 (fine-tuned from cdncnn_s25)"),
+    Ship("cdncnn_s50", ("cdncnn_s25", "cdncnn_s50"), "denoise", "rgb", sigma="50", default=True,
+         summary="DnCNN-S colour, sigma 50 (fine-tuned from cdncnn_s25)"),
+    Ship("cdncnn_blind", ("cdncnn_s25", "cdncnn_b"), "denoise", "rgb", sigma="blind", default=True,
+         summary="DnCNN colour, blind sigma in [0, 55] (depth 17, fine-tuned from cdncnn_s25)"),
 ]
 
 

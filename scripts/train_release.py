@@ -106,9 +106,6 @@ QUEUES: dict[str, list[Stage]] = {
         Stage("dncnn_b", DN_DATA + ["network_g.num_layers=17"] + cosine(200, 5e-4) + every(100, 100)
               + warm_start("dncnn_s25_2", strict=True, key="params"),
               note="depth 17 (not DnCNN-B's 20) so it can warm-start from dncnn_s25_2"),
-        Stage("cdncnn_b", DN_DATA + ["network_g.num_layers=17"] + cosine(300, 5e-4) + every(150, 100)
-              + warm_start("dncnn_s25_2", strict=False, key="params"),
-              note="depth 17; warm start: dncnn_s25_2's inner layers (first/last conv re-initialised)"),
         fine_tune("dncnn_s15", 200, 3e-4, "dncnn_s25_2"),
         fine_tune("dncnn_s50", 200, 3e-4, "dncnn_s25_2"),
     ],
@@ -128,12 +125,6 @@ QUEUES: dict[str, list[Stage]] = {
         Stage("span_tiny_x4_3", SR_DATA + ["name=span_tiny_x4_3", "datasets.train.gt_size=128"]
               + cosine(5000, 4e-4) + every(500, 100) + warm_start("span_tiny_x4_2", strict=True, key="params"),
               opt="span_tiny_x4", note="third cosine cycle, warm start: span_tiny_x4_2 (raw weights)"),
-    ],
-    # a longer second cycle for SPAN-tiny x2 (session 3, after the colour queue)
-    "sr_x2": [
-        Stage("span_tiny_x2_2", SR_DATA + ["name=span_tiny_x2_2", "datasets.train.gt_size=64"]
-              + cosine(2500, 5e-4) + every(500, 100) + warm_start("span_tiny_x2", strict=True, key="params"),
-              opt="span_tiny_x2", note="second cosine cycle, warm start: span_tiny_x2 (raw weights)"),
     ],
 }
 STAGES = {s.name: s for q in QUEUES.values() for s in q}

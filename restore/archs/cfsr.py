@@ -95,6 +95,8 @@ class LayerNorm2d(nn.Module):
     (-1.4 dB on Set5). Float32 inputs take the official path unchanged.
     """
 
+    fx_leaf = True  # dtype-dependent branch: graph passes (restore.ops.cpu.fuse_conv_activations) run it whole
+
     def __init__(self, *, channels: int, eps: float = LN_EPS) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(channels))

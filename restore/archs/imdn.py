@@ -73,6 +73,8 @@ def _channel_stats(x: Tensor) -> Tensor:
 class CCALayer(nn.Module):
     """Contrast-aware channel attention: sigmoid(MLP(std + mean)) scales the channels."""
 
+    fx_leaf = True  # dtype-dependent statistics: graph passes (restore.ops.cpu.fuse_conv_activations) run it whole
+
     def __init__(self, *, channels: int, reduction: int = 16) -> None:
         super().__init__()
         hidden = channels // reduction

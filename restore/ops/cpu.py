@@ -152,17 +152,23 @@ def _fusable_conv(m: nn.Module) -> bool:
 def fuse_conv_activations(net: nn.Module) -> nn.Module:
     """``net`` with every ``nn.Conv2d`` whose only use is an activation (ReLU, LeakyReLU, SiLU, GELU, tanh,
     sigmoid, hardswish; as a module, a function or a method) replaced by one :class:`ConvAct` (CPU only, for
-    float32 / bfloat16 inference). Found by ``torch.fx`` tracing; a network that cannot be traced, or where
-    nothing fuses, is returned as it is. ``meta`` is kept. Equality with ``net`` is tested in tests/ops."""
+    float32 / bfloat16 inference). Found by ``torch.fx`` tracing (modules with a true ``fx_leaf`` attribute,
+    e.g. ones with dtype-dependent branches, are kept whole); a network that cannot be traced, or where nothing
+    fuses, is returned as it is. ``meta`` is kept. Equality with ``net`` is tested in tests/ops."""
     if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")):
         return net
     import torch.fx as fx
 
     from restore.ops.conv_pixelshuffle import shuffle_tail, upsample_tail
+    from restore.ops.lk_dwconv import run_depthwise
 
-    leaf_functions = (upsample_tail, shuffle_tail)  # Triton-or-reference dispatch inside: run as they are
+    class Tracer(fx.Tracer):
+        def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:  # modules marked ``fx_leaf`` run whole
+            return bool(getattr(m, "fx_leaf", False)) or super().is_leaf_module(m, qualname)
+
+    leaf_functions = (upsample_tail, shuffle_tail, run_depthwise)  # Triton-or-reference dispatch: run as they are
     try:
-        graph = fx.Tracer(autowrap_functions=leaf_functions).trace(net)
+        graph = Tracer(autowrap_functions=leaf_functions).trace(net)
     except Exception as e:  # noqa: BLE001 - any tracing failure means: run the network unfused
         log.debug("conv+activation fusion skipped for %s: %s", type(net).__name__, e)
         return net

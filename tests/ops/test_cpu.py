@@ -169,7 +169,8 @@ def test_conv_activation_fusion_equals_unfused(shape) -> None:
 
 
 @pytest.mark.parametrize("make", [lambda: ESPCN(scale=3, features=(8, 4)), lambda: deploy_copy(_span_train()),
-                                  lambda: deploy_copy(_dncnn()), lambda: _imdn_rtc()])
+                                  lambda: deploy_copy(_dncnn()), lambda: _imdn_rtc(), lambda: _imdn(),
+                                  lambda: deploy_copy(_cfsr())])
 def test_conv_activation_fusion_on_the_networks(make) -> None:
     from restore.ops.cpu import fuse_conv_activations
 
@@ -214,3 +215,17 @@ def _imdn_rtc() -> nn.Module:
 
     torch.manual_seed(0)
     return IMDN_RTC(scale=2)
+
+
+def _imdn() -> nn.Module:
+    from restore.archs.imdn import IMDN
+
+    torch.manual_seed(0)
+    return IMDN(scale=2, nf=16, num_modules=2)
+
+
+def _cfsr() -> nn.Module:
+    from restore.archs.cfsr import CFSR
+
+    torch.manual_seed(0)
+    return CFSR(scale=2, embed_dim=16, depths=(1, 1))
