@@ -27,10 +27,13 @@ def _add_model_args(p: argparse.ArgumentParser, *, required: bool = True) -> Non
 PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16", "int8")
 
 
-def _add_precision_args(p: argparse.ArgumentParser, *, default: str = "auto") -> None:
+AUTO_PRECISION = ("fp16 on CUDA for half-safe models, on the CPU the fastest fp32 path (ONNX Runtime, PyTorch "
+                  "channels_last or eager, timed on the first input)")
+
+
+def _add_precision_args(p: argparse.ArgumentParser, *, default: str = "auto", auto: str = AUTO_PRECISION) -> None:
     p.add_argument("--precision", default=default, choices=PRECISION_CHOICES,
-                   help=f"auto: fp16 on CUDA for half-safe models, on the CPU the fastest fp32 path (ONNX Runtime, "
-                        f"PyTorch channels_last or eager, timed on the first input); bf16: faster on CPUs with "
+                   help=f"auto: {auto}; bf16: faster on CPUs with "
                         f"AVX512_BF16/AMX, ~0.01-0.07 dB lower; int8: CPU, ONNX Runtime, 0.1-1.9 dB lower (default "
                         f"{default})")
     p.add_argument("--calib", metavar="DIR", default=None,

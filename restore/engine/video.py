@@ -102,12 +102,11 @@ def default_batch(device: object) -> int:
 
 
 def default_threads() -> int:
-    """Torch CPU threads for ``restore video``: every core. With the RGB path, one thread fewer than the cores
-    used to win (the RGB conversions kept a core busy beside the network); with the Y-plane path the decode and
-    encode stages are light, and on the 2-core machine of docs/benchmarks.md (idle) two threads beat one:
-    ESPCN x2 360p bf16 23.8 vs 15.9 fps, fp32 12.7 vs 12.2 fps end to end. On a machine shared with other
-    busy processes fewer threads (``--threads 1``) can be faster: a torch thread that is preempted holds up
-    the others."""
+    """Torch CPU threads for ``restore video``: every core. On the 2-core machine of docs/benchmarks.md (idle,
+    OpenMP passive, conv + activation fused) ESPCN x2 360p->720p bf16 ran 29.7 fps end to end with two threads
+    against 26.3 with one (preset veryfast; 32.0 vs 29.9 at ultrafast). On a machine shared with other busy
+    processes fewer threads (``--threads 1``) can be faster: a torch thread that is preempted holds up the
+    others."""
     import os
 
     return max(1, os.cpu_count() or 1)
@@ -660,7 +659,8 @@ def add_video_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_positive, default=None,
                    help=f"frames per network call (default {GPU_BATCH} on CUDA, 1 on the CPU; with --live: up to N "
                         f"waiting frames)")
-    _add_precision_args(p)
+    _add_precision_args(p, auto="fp16 on CUDA, bf16 on CPUs with native bf16 (AMX / AVX512-BF16) for half-safe "
+                                "models, else the fastest fp32 path")
     p.add_argument("--tile", type=_tile, default="auto",
                    help="tile size in LR px per frame, 'auto' (default), 'acs' or 0 (whole frame)")
     p.add_argument("--codec", default=None,
