@@ -49,6 +49,15 @@ def fine_tune(name: str, iters: int, lr: float, start: str) -> Stage:
                  + warm_start(start, strict=True, key="params"), note=f"warm start: {start}")
 
 
+def sigma_family(prefix: str, start: str, *, blind_iters: int, blind_every: int, tune_iters: int) -> list[Stage]:
+    """The blind model (depth 17, so it can warm-start from ``start``) and the sigma 15 / 50 fine-tunes, all
+    from ``start``'s final weights: ``{prefix}_b``, ``{prefix}_s15``, ``{prefix}_s50``."""
+    blind = Stage(f"{prefix}_b", DN_DATA + ["network_g.num_layers=17"] + cosine(blind_iters, 5e-4)
+                  + every(blind_every, 100) + warm_start(start, strict=True, key="params"),
+                  note=f"depth 17 (not DnCNN-B's 20) so it can warm-start from {start}")
+    return [blind] + [fine_tune(f"{prefix}_s{sigma}", tune_iters, 3e-4, start) for sigma in (15, 50)]
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str  # experiment name (== option file stem unless ``opt`` names the file)
@@ -103,22 +112,14 @@ QUEUES: dict[str, list[Stage]] = {
     ],
     # blind and other-sigma denoisers, warm-started from dncnn_s25_2 (run beside the end of "fast")
     "denoise": [
-        Stage("dncnn_b", DN_DATA + ["network_g.num_layers=17"] + cosine(200, 5e-4) + every(100, 100)
-              + warm_start("dncnn_s25_2", strict=True, key="params"),
-              note="depth 17 (not DnCNN-B's 20) so it can warm-start from dncnn_s25_2"),
-        fine_tune("dncnn_s15", 200, 3e-4, "dncnn_s25_2"),
-        fine_tune("dncnn_s50", 200, 3e-4, "dncnn_s25_2"),
+        *sigma_family("dncnn", "dncnn_s25_2", blind_iters=200, blind_every=100, tune_iters=200),
     ],
     # colour DnCNN, from scratch (session 2's cdncnn_b, warm-started from the gray net's inner layers with new
     # first/last convs, stalled at a loss near the noise variance: 22.28 dB on Set5 sigma 25): sigma 25 first,
     # then the blind and other-sigma models fine-tuned from it
     "color": [
         Stage("cdncnn_s25", DN_DATA + cosine(1200, 1e-3) + every(200, 100)),
-        Stage("cdncnn_b", DN_DATA + ["network_g.num_layers=17"] + cosine(300, 5e-4) + every(150, 100)
-              + warm_start("cdncnn_s25", strict=True, key="params"),
-              note="depth 17 (not DnCNN-B's 20) so it can warm-start from cdncnn_s25"),
-        fine_tune("cdncnn_s15", 150, 3e-4, "cdncnn_s25"),
-        fine_tune("cdncnn_s50", 150, 3e-4, "cdncnn_s25"),
+        *sigma_family("cdncnn", "cdncnn_s25", blind_iters=300, blind_every=150, tune_iters=150),
     ],
     # a third cosine cycle for the default x4 model (session 3)
     "sr3": [
