@@ -192,15 +192,11 @@ def resolve_model(name: str | None, *, task: str, scale: int | None = None, sigm
     want = {"task": task, **({"scale": scale} if scale is not None else {}),
             **({"sigma": sigma} if sigma is not None else {})}
     hits = [m for m in models if m.get("default") and all(m.get(k) == v for k, v in want.items())]
-    hits.sort(key=lambda m: m.get("color") != color)  # stable: the preferred colour first, manifest order kept
     if color is not None and sigma not in (None, "blind") and not any(m.get("color") == color for m in hits):
-        # no sigma-specific model for this colour. Colour input: a sigma-specific gray model run channel by
-        # channel first (Kodak24 sigma 50: `restore eval --model dncnn_s50` 25.10 dB per channel, colour blind
-        # 23.92 in docs/results.md), then the colour blind one. Gray input: the gray blind one first (a colour
-        # model would see three equal channels it was never trained on).
-        blind = [m for m in models if m.get("default") and m.get("task") == task and m.get("sigma") == "blind"
-                 and m.get("color") == color]
-        hits = hits + blind if color == "rgb" else blind + hits
+        # no sigma-specific model for this colour: the blind one of the right colour beats the wrong colour
+        hits = [m for m in models if m.get("default") and m.get("task") == task and m.get("sigma") == "blind"
+                and m.get("color") == color] + hits
+    hits.sort(key=lambda m: m.get("color") != color)  # stable: the preferred colour first, manifest order kept
     if not hits:
         what = f"x{scale} " if scale else (f"sigma {sigma} " if sigma else "")
         raise ModelLoadError(f"no shipped default {what}{task} model in this version; pass --weights FILE "

@@ -121,6 +121,12 @@ QUEUES: dict[str, list[Stage]] = {
         Stage("cdncnn_s25", DN_DATA + cosine(1200, 1e-3) + every(200, 100)),
         *sigma_family("cdncnn", "cdncnn_s25", blind_iters=300, blind_every=150, tune_iters=150),
     ],
+    # a second cycle for the colour blind model, the default for colour images with no --sigma (after "color")
+    "color2": [
+        Stage("cdncnn_b_2", DN_DATA + ["name=cdncnn_b_2", "network_g.num_layers=17"] + cosine(800, 3e-4)
+              + every(200, 100) + warm_start("cdncnn_b", strict=True, key="params"), opt="cdncnn_b",
+              note="second cycle, warm start: cdncnn_b"),
+    ],
     # a third cosine cycle for the default x4 model (session 3)
     "sr3": [
         Stage("span_tiny_x4_3", SR_DATA + ["name=span_tiny_x4_3", "datasets.train.gt_size=128"]

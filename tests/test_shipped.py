@@ -74,9 +74,7 @@ def test_default_resolution_prefers_the_input_colour(tmp_path: Path, monkeypatch
     monkeypatch.setattr(weights, "MANIFEST", tmp_path / "manifest.json")
     assert resolve_model(None, task="denoise", sigma="25", color="gray").name == "g25.pth"
     assert resolve_model(None, task="denoise", sigma="25", color="rgb").name == "c25.pth"
-    assert resolve_model(None, task="denoise", sigma="50", color="rgb").name == "g50.pth"  # gray per channel first
-    assert resolve_model(None, task="denoise", sigma="30", color="rgb").name == "cb.pth"  # no sigma-30 model at all
-    assert resolve_model(None, task="denoise", sigma="blind", color="rgb").name == "cb.pth"
+    assert resolve_model(None, task="denoise", sigma="50", color="rgb").name == "cb.pth"  # colour blind > gray
     assert resolve_model(None, task="denoise", sigma="50", color="gray").name == "g50.pth"
     assert resolve_model(None, task="sr", scale=4).name == "x4.pth"
     assert resolve_model("e4", task="sr").name == "e4.pth"
