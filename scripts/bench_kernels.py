@@ -178,7 +178,7 @@ def cpu_fusion_benchmarks(rounds: int, rows: list[dict[str, Any]]) -> str:
 
     from restore.archs.dncnn import DnCNN
     from restore.bench import build_preset
-    from restore.ops.cpu import deploy_copy, fuse_conv_activations, native_bf16
+    from restore.ops.cpu import cpu_info, deploy_copy, fuse_conv_activations, native_bf16
 
     cases = [("ESPCN x2", build_preset("espcn", 2), (360, 640)),
              ("IMDN-RTC x2", build_preset("imdn-rtc", 2), (360, 640)),
@@ -203,13 +203,9 @@ def cpu_fusion_benchmarks(rounds: int, rows: list[dict[str, Any]]) -> str:
             report(f"{name}, LR {w}x{h}, CPU {torch.get_num_threads()} threads", med, "separate", rows)
             lines.append(f"| {label} | {w}x{h} | {str(dtype).removeprefix('torch.')} | {n} | {med['separate']:.1f} "
                          f"| {med['fused']:.1f} | {med['separate'] / med['fused']:.2f}x |")
-    import platform
-
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
-    head = (f"Written by `python scripts/bench_kernels.py --fusion`: {cpu}, {torch.get_num_threads()} threads, torch "
-            f"{torch.__version__}, native bf16: {'yes' if native_bf16() else 'no'}; median of {rounds} interleaved "
-            "rounds, random weights, one image, channels_last.")
+    head = (f"Written by `python scripts/bench_kernels.py --fusion`: {cpu_info()[0]}, {torch.get_num_threads()} "
+            f"threads, torch {torch.__version__}, native bf16: {'yes' if native_bf16() else 'no'}; median of "
+            f"{rounds} interleaved rounds, random weights, one image, channels_last.")
     return "\n".join([head, "", *lines])
 
 

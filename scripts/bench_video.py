@@ -265,13 +265,14 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
     from restore import io
     from restore.engine.restorer import Restorer
     from restore.engine.video import default_threads, upscale_video, video_precision
+    from restore.ops.cpu import cpu_info
 
     threads_list = args.threads or [default_threads()]
     presets = args.preset or [io.DEFAULT_PRESET]
     img = canvas()
     rows: list[Row] = []
     paused_s = 0.0
-    env = {"cpu": _cpu_name(), "cores": str(os.cpu_count()), "torch": torch.__version__, "av": av.__version__,
+    env = {"cpu": cpu_info()[0], "cores": str(os.cpu_count()), "torch": torch.__version__, "av": av.__version__,
            "threads": "/".join(map(str, threads_list)), "load_before": _load(), "python": platform.python_version(),
            "paused": args.pause or "", "presets": "/".join(presets)}
     with tempfile.TemporaryDirectory(prefix="bench_video_") as tmp:
@@ -301,9 +302,8 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
                         paused_s += setup if args.pause else 0.0
                         y_only = getattr(model, "meta", None) is not None and model.meta.color_space == "y_full"
                         paths = args.color_path if y_only else ["rgb"]
-                        for batch, color_path, preset, enc in itertools.product(args.batch, paths, presets,
-                                                                                args.encoder_threads or [None]):
-                            enc_threads = enc
+                        for batch, color_path, preset, enc_threads in itertools.product(
+                                args.batch, paths, presets, args.encoder_threads or [None]):
                             out = Path(tmp) / f"out_{setting}_{name}_{batch}.mp4"
                             with paused(args.pause):
                                 res = upscale_video(clip, out, runner, batch=batch, overwrite=True,
@@ -326,17 +326,6 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
     env["load_after"] = _load()
     env["paused_s"] = f"{paused_s:.0f}"
     return rows, env
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _load() -> str:

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import shlex
 import signal
 import statistics
@@ -246,15 +245,9 @@ def _ort_version() -> str:
 
 
 def machine_name() -> str:
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and ":" in line:
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and ":" in line:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
+    from restore.ops.cpu import cpu_info
+
+    model, flags = cpu_info()
     isa = [f for f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_int8") if f in flags]
     import os
 

@@ -19,7 +19,6 @@ import argparse
 import datetime as dt
 import hashlib
 import json
-import platform
 import re
 import sys
 import tempfile
@@ -121,6 +120,7 @@ def stage_record(name: str, exp_root: Path) -> dict[str, object] | None:
 
 def ship_one(ship: Ship, exp_root: Path, *, partial: bool) -> dict[str, object] | None:
     from restore.export import export
+    from restore.ops.cpu import cpu_info
     from restore.weights import load_model
 
     records = [stage_record(s, exp_root) for s in ship.stages]
@@ -136,8 +136,7 @@ def ship_one(ship: Ship, exp_root: Path, *, partial: bool) -> dict[str, object] 
         atomic_save(half, out)
     model = load_model(out)
     meta = model.meta
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
+    cpu = cpu_info()[0]
     return {
         "name": ship.name, "task": ship.task, "scale": ship.scale, "sigma": ship.sigma, "color": ship.color,
         "default": ship.default, "summary": ship.summary,

@@ -706,7 +706,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from restore import io
-    from restore.engine.restorer import Restorer, is_oom
+    from restore.engine.restorer import is_oom
     from restore.weights import load_model, resolve_model
 
     if args.output is None and not args.live:
@@ -718,8 +718,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         raise ValueError(f"{weights}: a {meta.task} model; 'restore video' needs a super-resolution model")
     if args.scale is not None and args.scale != meta.scale:
         raise ValueError(f"{weights}: model is x{meta.scale}, but --scale {args.scale} was asked")
-    runner = Restorer(model, device=args.device, tile=args.tile,
-                      precision=video_precision(args.precision, args.device, meta), calibration=args.calib)
+    runner = _restorer(model, device=args.device, precision=args.precision, tile=args.tile, calibration=args.calib)
     batch = args.batch or default_batch(runner.device)
     if runner.device.type == "cpu":
         import torch

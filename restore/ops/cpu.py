@@ -30,10 +30,12 @@ IMDN-RTC): :func:`fastest_fp32` times the candidates on a probe input and keeps 
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import logging
 import math
 import os
+import platform
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -65,14 +67,27 @@ def onnxruntime_available() -> bool:
     return True
 
 
-def native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
-    """Whether this CPU computes bfloat16 natively (AMX-BF16 or AVX512-BF16 in its flags), where torch's
-    oneDNN bf16 convolutions are about 2x faster than float32; elsewhere bf16 is emulated and slower."""
+def cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> tuple[str, frozenset[str]]:
+    """This CPU's model name and feature flags, from the first processor of ``cpuinfo`` (without one, e.g.
+    off Linux: ``platform.processor()`` and no flags)."""
+    name, flags = "", frozenset[str]()
     try:
         text = Path(cpuinfo).read_text(errors="replace")
     except OSError:
-        return False
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and not name:
+            name = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = frozenset(value.split())
+    return name or platform.processor() or platform.machine() or "unknown", flags
+
+
+def native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes bfloat16 natively (AMX-BF16 or AVX512-BF16 in its flags), where torch's
+    oneDNN bf16 convolutions are about 2x faster than float32; elsewhere bf16 is emulated and slower."""
+    flags = cpu_info(cpuinfo)[1]
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
@@ -90,22 +105,17 @@ def deploy_copy(model: nn.Module) -> nn.Module:
 
 # ------------------------------------------------------------------- conv + activation fusion (oneDNN)
 
+# oneDNN post-op names of the activations without parameters, by module type, function and Tensor method
+_MODULE_ACTS: dict[type, str] = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.SiLU: "swish",
+                                 nn.Hardswish: "hardswish"}
 _FUNCTION_ACTS: dict[Any, str] = {F.relu: "relu", torch.relu: "relu", torch.tanh: "tanh", torch.sigmoid: "sigmoid",
                                   F.silu: "swish", F.hardswish: "hardswish"}
 _METHOD_ACTS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid"}
 
 
 def _module_act(m: nn.Module) -> tuple[str, list[float], str] | None:
-    if type(m) is nn.ReLU:
-        return "relu", [], ""
-    if type(m) is nn.Tanh:
-        return "tanh", [], ""
-    if type(m) is nn.Sigmoid:
-        return "sigmoid", [], ""
-    if type(m) is nn.SiLU:
-        return "swish", [], ""
-    if type(m) is nn.Hardswish:
-        return "hardswish", [], ""
+    if type(m) in _MODULE_ACTS:
+        return _MODULE_ACTS[type(m)], [], ""
     if type(m) is nn.LeakyReLU:
         return "leaky_relu", [float(m.negative_slope)], ""
     if type(m) is nn.GELU:
@@ -116,12 +126,15 @@ def _module_act(m: nn.Module) -> tuple[str, list[float], str] | None:
 class ConvAct(nn.Module):
     """``act(conv(x))`` as one oneDNN convolution with the activation as a post-op
     (``torch.ops.mkldnn._convolution_pointwise``, what inductor emits on the CPU): the activation is applied
-    while the output tile is in cache instead of in a second pass over memory. Shares ``conv``'s parameters."""
+    while the output tile is in cache instead of in a second pass over memory. Shares ``conv``'s parameters;
+    ``reference`` is the activation exactly as the network called it (what runs inputs off the CPU)."""
 
-    def __init__(self, conv: nn.Conv2d, attr: str, scalars: list[float], algorithm: str) -> None:
+    def __init__(self, conv: nn.Conv2d, attr: str, scalars: list[float], algorithm: str,
+                 reference: Callable[[Tensor], Tensor]) -> None:
         super().__init__()
         self.conv = conv
         self.attr, self.scalars, self.algorithm = attr, scalars, algorithm
+        self.reference = reference
 
     def extra_repr(self) -> str:
         return f"post-op={self.attr}{self.scalars or ''}"
@@ -129,19 +142,10 @@ class ConvAct(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         c = self.conv
         if x.device.type != "cpu":
-            return _reference_act(c(x), self.attr, self.scalars, self.algorithm)
+            return self.reference(c(x))
         return torch.ops.mkldnn._convolution_pointwise(
             x, c.weight, c.bias, list(c.padding), list(c.stride), list(c.dilation), c.groups, self.attr,
             self.scalars, self.algorithm or None)
-
-
-def _reference_act(y: Tensor, attr: str, scalars: list[float], algorithm: str) -> Tensor:
-    if attr == "leaky_relu":
-        return F.leaky_relu(y, scalars[0])
-    if attr == "gelu":
-        return F.gelu(y, approximate=algorithm or "none")
-    return {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "swish": F.silu,
-            "hardswish": F.hardswish}[attr](y)
 
 
 def _fusable_conv(m: nn.Module) -> bool:
@@ -192,8 +196,13 @@ def fuse_conv_activations(net: nn.Module) -> nn.Module:
             act = _METHOD_ACTS[user.target], [], ""
         if act is None or user.args[0] is not node:
             continue
+        if user.op == "call_module":
+            reference: Callable[[Tensor], Tensor] = modules[user.target]
+        else:  # the function / method with the arguments the graph passed after the conv output
+            target = getattr(Tensor, user.target) if user.op == "call_method" else user.target
+            reference = functools.partial(target, *user.args[1:], **user.kwargs)
         name = f"_conv_act_{fused}"
-        gm.add_submodule(name, ConvAct(modules[node.target], *act))
+        gm.add_submodule(name, ConvAct(modules[node.target], *act, reference))
         with gm.graph.inserting_after(user):
             new = gm.graph.call_module(name, (node.args[0],))
         user.replace_all_uses_with(new)

@@ -106,13 +106,16 @@ def test_engine_runs_optimized_model() -> None:
 
 
 def test_native_bf16_reads_the_cpu_flags(tmp_path) -> None:
-    from restore.ops.cpu import native_bf16
+    from restore.ops.cpu import cpu_info, native_bf16
 
     for flags, expected in (("fpu sse avx512f amx_bf16 amx_tile", True), ("fpu avx512f avx512_bf16", True),
                             ("fpu sse avx2 avx512f", False)):
-        (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: {flags}\n"
+                                          f"processor\t: 1\nmodel name\t: Other\nflags\t\t: fpu\n")
         assert native_bf16(tmp_path / "cpuinfo") is expected
+        assert cpu_info(tmp_path / "cpuinfo") == ("Test CPU", frozenset(flags.split()))  # the first processor
     assert native_bf16(tmp_path / "missing") is False
+    assert cpu_info(tmp_path / "missing")[1] == frozenset() and cpu_info(tmp_path / "missing")[0]
 
 
 @needs_ort
@@ -166,6 +169,9 @@ def test_conv_activation_fusion_equals_unfused(shape) -> None:
     x = torch.randn(shape)
     with torch.inference_mode():
         assert (fused(x) - net(x)).abs().max() < 1e-5
+        for m in fused.modules():  # the activation as the network called it (run off the CPU) = the post-op
+            if type(m).__name__ == "ConvAct":
+                assert (m.reference(m.conv(x)) - m(x)).abs().max() < 1e-5
 
 
 @pytest.mark.parametrize("make", [lambda: ESPCN(scale=3, features=(8, 4)), lambda: deploy_copy(_span_train()),
