@@ -49,15 +49,20 @@ class Ship:
     summary: str = ""
 
 
+X4_CHAIN = ("span_tiny_x4", "span_tiny_x4_2", "span_tiny_x4_3")  # the default x4 model's stages, 9900 iterations
 SHIPS = [
-    Ship("span_tiny_x4", ("span_tiny_x4", "span_tiny_x4_2", "span_tiny_x4_3"), "sr", "rgb", 4, default=True,
+    Ship("span_tiny_x4", X4_CHAIN, "sr", "rgb", 4, default=True,
          summary="SPAN-tiny (26 ch): L1 from scratch, three cosine cycles"),
     Ship("span_tiny_x4_dsclora", ("span_tiny_x4", "dsclora_span_tiny_x4"), "sr", "rgb", 4,
          summary="span_tiny_x4 + a 200-iteration DSCLoRA stage (ConvLoRA rank 8/2 + output and spatial-affinity "
                  "distillation from CFSR x4); not the default: it scored below span_tiny_x4"),
+    Ship("span_tiny_x3", X4_CHAIN + ("span_tiny_x3_2",), "sr", "rgb", 3, default=True,
+         summary="SPAN-tiny (26 ch) x3: span_tiny_x4's body with a new x3 tail, one cosine cycle (+ skimage photos)"),
+    Ship("span_tiny_x2", X4_CHAIN + ("span_tiny_x2_2",), "sr", "rgb", 2, default=True,
+         summary="SPAN-tiny (26 ch) x2: span_tiny_x4's body with a new x2 tail, one cosine cycle (+ skimage photos)"),
     Ship("espcn_x4", ("espcn_x4",), "sr", "y", 4, summary="ESPCN on full-range Y (real time), MSE"),
-    Ship("espcn_x3", ("espcn_x3",), "sr", "y", 3, default=True, summary="ESPCN on full-range Y (real time), MSE"),
-    Ship("espcn_x2", ("espcn_x2",), "sr", "y", 2, default=True, summary="ESPCN on full-range Y (real time), MSE"),
+    Ship("espcn_x3", ("espcn_x3",), "sr", "y", 3, summary="ESPCN on full-range Y (real time), MSE"),
+    Ship("espcn_x2", ("espcn_x2",), "sr", "y", 2, summary="ESPCN on full-range Y (real time), MSE"),
     Ship("dncnn_s25", ("dncnn_s25", "dncnn_s25_2"), "denoise", "gray", sigma="25", default=True,
          summary="DnCNN-S gray, sigma 25"),
     Ship("dncnn_s25_weighted", ("dncnn_s25_weighted",), "denoise", "gray", sigma="25",

@@ -23,6 +23,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prepare_extra_data import OUT as EXTRA_PHOTOS
+from prepare_extra_data import prepare as prepare_extra_photos
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -79,7 +82,21 @@ class Stage:
 # near zero leaves converged; the EMA is used only where decay**n < 1e-3.
 SR_DATA = ["datasets.train.batch_size_per_gpu=16"]
 X4_BODY = "warm start: span_tiny_x4 body (upsampler re-initialised)"
+X4_BODY_3 = "warm start: span_tiny_x4_3 body (9900 iterations; upsampler re-initialised)"
 DN_DATA = ["datasets.train.batch_size_per_gpu=32"]
+# from session 4: the option files' three HR folders plus scikit-image's colour photographs
+SHARED_TRAIN = "../shared/data/train"
+SR_DATA_PLUS = SR_DATA + [f"datasets.train.dataroot_gt=[{SHARED_TRAIN}/T91, {SHARED_TRAIN}/BSD200, "
+                          f"{SHARED_TRAIN}/SunHays80_HR, {EXTRA_PHOTOS.as_posix()}]"]
+
+def dsclora(student: str, scale: int, *, gt_size: int, iters: int = 300) -> Stage:
+    """A DSCLoRA stage (options/train/dsclora_span_tiny_x{scale}.yml) on ``student``'s final raw weights."""
+    name = f"dsclora_{student}"
+    return Stage(name, SR_DATA_PLUS + [f"name={name}", f"datasets.train.gt_size={gt_size}", "train.ema_decay=0.99"]
+                 + cosine(iters, 2e-4, warmup=20) + every(iters // 2, 50)
+                 + warm_start(student, strict=True, key="params"),
+                 opt=f"dsclora_span_tiny_x{scale}", note=f"DSCLoRA stage on {student}")
+
 
 QUEUES: dict[str, list[Stage]] = {
     # the default SR models: SPAN-tiny x4 from scratch, its DSCLoRA stage, then x3/x2 warm-started from x4's body
@@ -133,6 +150,22 @@ QUEUES: dict[str, list[Stage]] = {
               + cosine(5000, 4e-4) + every(500, 100) + warm_start("span_tiny_x4_2", strict=True, key="params"),
               opt="span_tiny_x4", note="third cosine cycle, warm start: span_tiny_x4_2 (raw weights)"),
     ],
+    # session 4: x2 and x3 students with the 9900-iteration x4 body (span_tiny_x4_3) as their warm start and
+    # a new pixel-shuffle tail, one queue per core
+    "sr_x2": [
+        Stage("span_tiny_x2_2", SR_DATA_PLUS + ["name=span_tiny_x2_2", "datasets.train.gt_size=64"]
+              + cosine(6500, 5e-4) + every(500, 100) + warm_start("span_tiny_x4_3", strict=False, key="params"),
+              opt="span_tiny_x2", note=X4_BODY_3),
+    ],
+    "sr_x3": [
+        Stage("span_tiny_x3_2", SR_DATA_PLUS + ["name=span_tiny_x3_2", "datasets.train.gt_size=96"]
+              + cosine(6500, 5e-4) + every(500, 100) + warm_start("span_tiny_x4_3", strict=False, key="params"),
+              opt="span_tiny_x3", note=X4_BODY_3),
+    ],
+    # session 4, after sr_x2/sr_x3: a DSCLoRA stage (ConvLoRA + output and spatial-affinity distillation from the
+    # official CFSR checkpoint of the same scale, training time only) on each finished student
+    "distill": [dsclora("span_tiny_x2_2", 2, gt_size=64), dsclora("span_tiny_x3_2", 3, gt_size=96)],
+    "distill_x4": [dsclora("span_tiny_x4_3", 4, gt_size=128)],
 }
 STAGES = {s.name: s for q in QUEUES.values() for s in q}
 
@@ -143,6 +176,8 @@ def finished(stage: Stage, root: Path) -> bool:
 
 
 def run_stage(stage: Stage, root: Path) -> int:
+    if any(EXTRA_PHOTOS.as_posix() in s for s in stage.sets):
+        prepare_extra_photos(root=ROOT)
     cmd = [sys.executable, "-m", "restore.cli", "train", "-opt", stage.option_file, "--root", str(root), "--resume"]
     for s in stage.sets:
         cmd += ["--set", s]

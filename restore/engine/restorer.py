@@ -288,6 +288,7 @@ class Restorer:
         self.calibration = calibration
         self._fast: nn.Module | None = None  # the CPU fp32 / int8 runner, built by the first window
         self._fast_lock = threading.Lock()
+        self._low_unfused: nn.Module | None = None  # bf16 CPU: the unfused twin, until the first window times both
         self.low_model = None if self.dtype is torch.float32 else self._low_precision_model()
         self.tile: TileSpec = tile
         self.acs_min_size = acs_min_size
@@ -306,9 +307,12 @@ class Restorer:
             if self._channels_last_low:
                 from restore.ops.cpu import deploy_copy, fuse_conv_activations
 
-                low = deploy_copy(self.model).to(self.dtype).to(memory_format=torch.channels_last)
-                low = fuse_conv_activations(low)  # conv + activation as one oneDNN call
+                plain = deploy_copy(self.model).to(self.dtype).to(memory_format=torch.channels_last)
+                low = fuse_conv_activations(copy.deepcopy(plain))  # conv + activation as one oneDNN call
                 x = x.contiguous(memory_format=torch.channels_last)
+                with torch.inference_mode():
+                    plain(x)
+                self._low_unfused = plain  # fusion is not faster for every network: both are timed on a window
             else:
                 low = copy.deepcopy(self.model).to(self.dtype)
             with torch.inference_mode():
@@ -357,6 +361,29 @@ class Restorer:
             if self._fast is None:
                 self._fast = self._build_fast(x)
         return self._fast
+
+    def _low_runner(self, x: torch.Tensor) -> nn.Module:
+        """The low-precision network for ``x``. bf16 on the CPU: the first window of at least
+        ``TUNE_MIN_PIXELS`` LR px times the fused and unfused channels_last copies on a crop of at most
+        ``TUNE_SIDE`` px a side and keeps the faster (conv + activation fusion speeds ESPCN up 1.8x but slows
+        some networks down a little, docs/kernels.md); smaller windows before that run the fused copy."""
+        assert self.low_model is not None
+        if self._low_unfused is None or x.shape[-2] * x.shape[-1] < TUNE_MIN_PIXELS:
+            return self.low_model
+        with self._fast_lock:
+            if self._low_unfused is not None:
+                from restore.ops import cpu
+
+                probe = x[:1, :, :TUNE_SIDE, :TUNE_SIDE].contiguous(memory_format=torch.channels_last)
+                times = {"fused": cpu.best_time(self.low_model, probe, 2),
+                         "unfused": cpu.best_time(self._low_unfused, probe, 2)}
+                if times["unfused"] < times["fused"]:
+                    self.low_model = self._low_unfused
+                self._low_unfused = None
+                log.info("CPU bf16 path for %s/%s: %s (%s)", self.meta.family, self.meta.variant,
+                         min(times, key=times.__getitem__),
+                         ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in times.items()))
+        return self.low_model
 
     def _build_fast(self, x: torch.Tensor) -> nn.Module:
         from restore.ops import cpu
@@ -409,7 +436,8 @@ class Restorer:
             fast = self._fp32_runner(x)
             return self.model(x) if fast is None else fast(x)
         xl = x.to(self.dtype)
-        y = self.low_model(xl.contiguous(memory_format=torch.channels_last) if self._channels_last_low else xl)
+        xl = xl.contiguous(memory_format=torch.channels_last) if self._channels_last_low else xl
+        y = self._low_runner(xl)(xl)
         bad = ~torch.isfinite(y).flatten(1).all(dim=1)
         y = y.float().contiguous()
         if bool(bad.any()):

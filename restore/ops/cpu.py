@@ -500,7 +500,8 @@ class EagerModel(nn.Module):
             return self.source(x)
 
 
-def _best_time(fn: Callable[[Tensor], Tensor], x: Tensor, reps: int) -> float:
+def best_time(fn: Callable[[Tensor], Tensor], x: Tensor, reps: int) -> float:
+    """Seconds of the fastest of ``reps`` timed calls ``fn(x)``, after one untimed warm-up call."""
     fn(x)  # warm-up (first-call allocations, oneDNN primitive creation)
     best = math.inf
     for _ in range(reps):
@@ -547,7 +548,7 @@ def fastest_fp32(model: nn.Module, probe: Tensor, *, candidates: Sequence[str] =
                 log.warning("fp32 CPU path %r skipped: its output differs from the model's on a %dx%d input", name,
                             probe.shape[-2], probe.shape[-1])
                 continue
-            times[name] = _best_time(runner, probe, reps)
+            times[name] = best_time(runner, probe, reps)
             runners[name] = runner
         except Exception as e:  # noqa: BLE001 - any failure of an optional path only removes that candidate
             log.warning("fp32 CPU path %r skipped: %s", name, str(e).splitlines()[0] if str(e) else type(e).__name__)

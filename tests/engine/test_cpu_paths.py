@@ -164,6 +164,44 @@ def test_bf16_runs_fused_channels_last_with_fp32_retry() -> None:
     assert eager.low_model is not None and eager.low_model.form == "train"  # the previous NCHW copy
 
 
+def _has_conv_act(net: nn.Module) -> bool:
+    from restore.ops.cpu import ConvAct
+
+    return any(isinstance(m, ConvAct) for m in net.modules())
+
+
+@pytest.mark.parametrize("winner", ["fused", "unfused"])
+def test_bf16_keeps_the_faster_of_fused_and_unfused(winner: str, monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    from restore.ops import cpu
+
+    model = _span()
+    r = Restorer(model, device="cpu", precision="bf16", tile=None)
+    assert _has_conv_act(r.low_model) and r._low_unfused is not None and not _has_conv_act(r._low_unfused)
+    fused, unfused = r.low_model, r._low_unfused
+    small = _image((30, 27, 3))  # 810 LR px: below TUNE_MIN_PIXELS, runs the fused copy, times nothing
+    first = r.run(small)
+    assert r.low_model is fused and r._low_unfused is unfused
+    timed: list[nn.Module] = []
+
+    def fake_time(fn: nn.Module, x: torch.Tensor, reps: int) -> float:
+        timed.append(fn)
+        assert x.dtype == torch.bfloat16 and max(x.shape[-2:]) <= restorer_mod.TUNE_SIDE
+        return 1.0 if (fn is fused) == (winner == "fused") else 2.0
+
+    monkeypatch.setattr(cpu, "best_time", fake_time)
+    caplog.set_level(logging.INFO, logger=restorer_mod.log.name)
+    img = _image((70, 66, 3))
+    out, ref = r.run(img), _reference(model, img)
+    assert timed == [fused, unfused] and r._low_unfused is None
+    assert r.low_model is (fused if winner == "fused" else unfused)
+    assert "CPU bf16 path for span/" in caplog.text and f": {winner} (" in caplog.text
+    assert np.abs(out - ref).max() < 6e-2 * max(1.0, np.abs(ref).max())
+    r.run(img)
+    assert len(timed) == 2  # decided once
+    np.testing.assert_allclose(r.run(small), first, atol=3e-2 * max(1.0, float(np.abs(first).max())))
+
+
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"precision": "int4"}, "precision must be one of"),
     ({"backend": "tvm"}, "backend must be one of"),
