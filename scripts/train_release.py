@@ -82,7 +82,9 @@ class Stage:
 # near zero leaves converged; the EMA is used only where decay**n < 1e-3.
 SR_DATA = ["datasets.train.batch_size_per_gpu=16"]
 X4_BODY = "warm start: span_tiny_x4 body (upsampler re-initialised)"
-X4_BODY_3 = "warm start: span_tiny_x4_3 body (9900 iterations; upsampler re-initialised)"
+X4_BODY_3 = ("warm start: span_tiny_x4_3 (9900 iterations), its x4 sub-pixel tail resampled to the new scale "
+             "(path.resample_tail_g)")
+ITERS_X23 = 5000
 DN_DATA = ["datasets.train.batch_size_per_gpu=32"]
 # from session 4: the option files' three HR folders plus scikit-image's colour photographs
 SHARED_TRAIN = "../shared/data/train"
@@ -150,22 +152,30 @@ QUEUES: dict[str, list[Stage]] = {
               + cosine(5000, 4e-4) + every(500, 100) + warm_start("span_tiny_x4_2", strict=True, key="params"),
               opt="span_tiny_x4", note="third cosine cycle, warm start: span_tiny_x4_2 (raw weights)"),
     ],
-    # session 4: x2 and x3 students with the 9900-iteration x4 body (span_tiny_x4_3) as their warm start and
-    # a new pixel-shuffle tail, one queue per core
+    # session 4: x2 and x3 students warm-started from the 9900-iteration x4 model (span_tiny_x4_3) with its tail
+    # resampled (area weights) to the new scale: 37.14 / 33.27 dB on Set5 x2 / x3 before any training, where a
+    # re-initialised tail still scored 32.80 / 32.03 after 1000 iterations (SPAN's tail maps 255-scaled features
+    # straight to the image, so a random one takes thousands of steps to find the mean); one queue per core
     "sr_x2": [
         Stage("span_tiny_x2_2", SR_DATA_PLUS + ["name=span_tiny_x2_2", "datasets.train.gt_size=64"]
-              + cosine(6500, 5e-4) + every(500, 100) + warm_start("span_tiny_x4_3", strict=False, key="params"),
-              opt="span_tiny_x2", note=X4_BODY_3),
+              + cosine(ITERS_X23, 2e-4) + every(500, 100) + warm_start("span_tiny_x4_3", strict=True, key="params")
+              + ["path.resample_tail_g=upsampler.0"], opt="span_tiny_x2", note=X4_BODY_3),
     ],
     "sr_x3": [
         Stage("span_tiny_x3_2", SR_DATA_PLUS + ["name=span_tiny_x3_2", "datasets.train.gt_size=96"]
-              + cosine(6500, 5e-4) + every(500, 100) + warm_start("span_tiny_x4_3", strict=False, key="params"),
-              opt="span_tiny_x3", note=X4_BODY_3),
+              + cosine(ITERS_X23, 2e-4) + every(500, 100) + warm_start("span_tiny_x4_3", strict=True, key="params")
+              + ["path.resample_tail_g=upsampler.0"], opt="span_tiny_x3", note=X4_BODY_3),
     ],
     # session 4, after sr_x2/sr_x3: a DSCLoRA stage (ConvLoRA + output and spatial-affinity distillation from the
     # official CFSR checkpoint of the same scale, training time only) on each finished student
     "distill": [dsclora("span_tiny_x2_2", 2, gt_size=64), dsclora("span_tiny_x3_2", 3, gt_size=96)],
     "distill_x4": [dsclora("span_tiny_x4_3", 4, gt_size=128)],
+    # session 4: a third cycle for the gray sigma-25 default (beside sr_x2 / sr_x3)
+    "denoise3": [
+        Stage("dncnn_s25_3", DN_DATA + ["name=dncnn_s25_3"] + cosine(1200, 3e-4) + every(400, 100)
+              + warm_start("dncnn_s25_2", strict=True, key="params"), opt="dncnn_s25",
+              note="third cycle, warm start: dncnn_s25_2"),
+    ],
 }
 STAGES = {s.name: s for q in QUEUES.values() for s in q}
 

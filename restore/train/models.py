@@ -46,9 +46,33 @@ from restore import io
 from restore.train import checkpoint, networks
 
 
-def load_weights(net: nn.Module, path: str, *, strict: bool, param_key: str | None) -> None:
+def _resample_tail(net: nn.Module, sd: dict[str, Tensor], name: str, path: str) -> None:
+    own = net.state_dict()
+    wk, bk = f"{name}.weight", f"{name}.bias"
+    if wk not in own:
+        raise ValueError(f"path.resample_tail_g: the network has no conv named {name!r}")
+    if wk not in sd:
+        raise ValueError(f"path.resample_tail_g: {path} has no {wk!r}")
+    if sd[wk].shape == own[wk].shape:
+        return
+    meta = net.meta
+    w, b = networks.resample_subpixel_conv(sd[wk], sd.get(bk), out_channels=meta.out_channels, to_scale=meta.scale)
+    if w.shape != own[wk].shape:
+        raise ValueError(f"path.resample_tail_g: {path}'s {wk} {tuple(sd[wk].shape)} cannot be resampled to "
+                         f"{tuple(own[wk].shape)}")
+    old_scale = round((sd[wk].shape[0] / meta.out_channels) ** 0.5)
+    sd[wk] = w
+    if b is not None:
+        sd[bk] = b
+    get_root_logger().info(f"{name}: the x{old_scale} sub-pixel tail of {path} resampled to x{meta.scale}")
+
+
+def load_weights(net: nn.Module, path: str, *, strict: bool, param_key: str | None,
+                 resample_tail: str | None = None) -> None:
     """Load ``path`` into ``net``: ``param_key`` when the file has it, else the usual unwrapping
-    (``params_ema`` > ``params`` > flat), ``module.`` stripped."""
+    (``params_ema`` > ``params`` > flat), ``module.`` stripped. ``resample_tail``: the name of ``net``'s conv
+    that feeds its PixelShuffle; when the file's is for another scale it is resampled to ``net``'s
+    (:func:`networks.resample_subpixel_conv`) instead of being left initialised."""
     from restore.weights import read_state_dict, unwrap_state_dict
 
     if path.endswith(".pb"):
@@ -59,6 +83,9 @@ def load_weights(net: nn.Module, path: str, *, strict: bool, param_key: str | No
             obj = obj[param_key]
         sd = unwrap_state_dict(obj, source=path)
     skipped: list[str] = []
+    if resample_tail is not None:
+        sd = dict(sd)
+        _resample_tail(net, sd, resample_tail, path)
     if not strict:  # warm start across scales / channel counts: tensors whose shape differs stay initialised
         own = net.state_dict()
         skipped = [k for k, v in sd.items() if k in own and own[k].shape != v.shape]
@@ -104,7 +131,7 @@ class RestoreSRModel(SRModel):
         path = opt["path"]
         if path.get("pretrain_network_g"):
             load_weights(net, path["pretrain_network_g"], strict=path.get("strict_load_g", True),
-                         param_key=path.get("param_key_g", "params"))
+                         param_key=path.get("param_key_g", "params"), resample_tail=path.get("resample_tail_g"))
             self.logger.info(f"Loaded network_g weights from {path['pretrain_network_g']}")
         if lora is not None:
             net = networks.add_lora(net, networks.lora_targets(lora["targets"]), fuse_first=lora["fuse_first"])

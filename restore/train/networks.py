@@ -17,6 +17,41 @@ from typing import Any
 import torch
 from torch import nn
 
+
+def subpixel_overlap(to_scale: int, from_scale: int) -> torch.Tensor:
+    """``(to_scale, from_scale)`` matrix: the share of each of ``from_scale`` equal cells of an LR pixel's side
+    that falls in each of ``to_scale`` cells (rows sum to 1; 2 from 4 is the mean of pairs)."""
+    a = torch.zeros(to_scale, from_scale, dtype=torch.float64)
+    for i in range(to_scale):
+        for k in range(from_scale):
+            lo, hi = max(i / to_scale, k / from_scale), min((i + 1) / to_scale, (k + 1) / from_scale)
+            a[i, k] = max(0.0, hi - lo) * to_scale
+    return a
+
+
+def resample_subpixel_conv(weight: torch.Tensor, bias: torch.Tensor | None, *, out_channels: int,
+                           to_scale: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Re-target a conv that feeds ``PixelShuffle(s)`` (``out_channels * s**2`` outputs) to scale ``to_scale``.
+
+    Each output sub-pixel of the new scale becomes the area-weighted mean of the old scale's sub-pixels it
+    overlaps inside the same LR pixel, so the new tail predicts the old network's HR output box-resampled to
+    the new grid (e.g. an x4 model's output averaged over 2x2 blocks for x2) instead of starting from random
+    weights. Used to warm-start an x2/x3 model from an x4 one (``path.resample_tail_g``)."""
+    n_out = weight.shape[0]
+    from_scale = round((n_out / out_channels) ** 0.5)
+    if out_channels * from_scale**2 != n_out:
+        raise ValueError(f"a conv with {n_out} outputs does not feed PixelShuffle for {out_channels} channels")
+    a = subpixel_overlap(to_scale, from_scale)
+    rest = weight.shape[1:]
+    w = weight.double().reshape(out_channels, from_scale, from_scale, -1)
+    w = torch.einsum("ik,jl,cklr->cijr", a, a, w).reshape(out_channels * to_scale**2, *rest).to(weight.dtype)
+    b = None
+    if bias is not None:
+        b = torch.einsum("ik,jl,ckl->cij", a, a, bias.double().reshape(out_channels, from_scale, from_scale))
+        b = b.reshape(-1).to(bias.dtype)
+    return w, b
+
+
 # BasicSR type name -> (module, class)
 ARCHS: dict[str, tuple[str, str]] = {
     "SPAN": ("restore.archs.span", "SPAN"),

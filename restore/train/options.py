@@ -110,6 +110,7 @@ class PathOptions:
     pretrain_network_g: str | None = None
     strict_load_g: bool = True
     param_key_g: str = "params"
+    resample_tail_g: str | None = None  # e.g. upsampler.0: warm-start another scale's sub-pixel tail, resampled
     resume_state: str | None = None
     pretrain_network_t: str | None = None
     strict_load_t: bool = True
