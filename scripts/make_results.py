@@ -232,13 +232,24 @@ def denoise_table(rows: dict[str, list[dict]], cache: dict, color: str) -> list[
     return lines
 
 
+def training_data(stages: list[dict]) -> str:
+    """The training folders of all stages (first use order) with their image counts: ``T91 (91), ...``."""
+    seen: dict[str, int] = {}
+    for s in stages:
+        for folder, count in s.get("train_data", {}).items():
+            seen.setdefault(Path(folder).name, count)
+    return ", ".join(f"{name} ({count})" for name, count in seen.items())
+
+
 def training_table(models: list[dict]) -> list[str]:
-    lines = ["| model | params | stages (option file: iterations) | wall-clock | file |", "|---|---:|---|---:|---|"]
+    lines = ["| model | params | stages (option file: iterations) | training images | wall-clock | file |",
+             "|---|---:|---|---|---:|---|"]
     for m in models:
         stages = "; ".join(f"`{s['option_file']}`: {s['iterations']}/{s['total_iter']}" for s in m["stages"])
         secs = sum(s["wall_seconds"] for s in m["stages"])
         size = f"{m['bytes'] / 1024:.0f} KiB"
-        lines.append(f"| {m['name']} | {m['params']:,} | {stages} | {secs / 60:.0f} min | {size} |")
+        lines.append(f"| {m['name']} | {m['params']:,} | {stages} | {training_data(m['stages'])} | "
+                     f"{secs / 60:.0f} min | {size} |")
     return lines
 
 

@@ -8,6 +8,7 @@ option file's ``dataroot_gt``) in the manifest.
 
 Left out on purpose:
 * ``camera.png`` (the cameraman) is in Set12, a test set;
+* ``coffee.png`` is the project's example input (``web/examples/coffee.png``, README's before/after crop);
 * ``rocket.jpg`` and ``hubble_deep_field.jpg`` are JPEG (block artefacts would be learnt as detail);
 * ``motorcycle_right.png`` is the other view of the stereo pair already used;
 * textures (brick, grass, gravel) are gray, and medical/microscopy/text/synthetic images are not photographs.
@@ -32,7 +33,6 @@ OUT = Path("data/extra/skimage_photos")  # relative to the project root, as opti
 PHOTOS: dict[str, tuple[str, str]] = {
     "astronaut.png": ("public domain (NASA)", "skimage.data.astronaut: Eileen Collins, NASA Great Images"),
     "chelsea.png": ("CC0 (Stefan van der Walt)", "skimage.data.chelsea: Chelsea the cat"),
-    "coffee.png": ("CC0 (Rachel Michetti)", "skimage.data.coffee: coffee cup, Pikolo Espresso Bar"),
     "motorcycle_left.png": ("Middlebury 2014 stereo benchmark, research use",
                             "skimage.data.stereo_motorcycle: left view, down-sampled by 4"),
 }

@@ -59,6 +59,7 @@ def test_prepare_copies_exact_bytes_and_records_them(tmp_path: Path) -> None:
     names = sorted(p.name for p in dst.iterdir())
     assert names == sorted(prepare_extra_data.PHOTOS)
     assert "camera.png" not in names  # the cameraman is in Set12
+    assert "coffee.png" not in names  # the example input of the README and the web demo
     record = json.loads(dst.with_name(dst.name + ".json").read_text())
     for entry in record["photos"]:
         data = (dst / entry["file"]).read_bytes()
