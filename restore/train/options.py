@@ -547,6 +547,8 @@ def _check_semantics(o: Options, conv: _Converter) -> None:
         raise err("train.ema_decay", f"must be in [0, 1), got {t.ema_decay}")
     if t.pixel_opt is None and t.distill_opt is None and t.affinity_opt is None:
         raise err("train.pixel_opt", "no loss configured (pixel_opt, distill_opt or affinity_opt)")
+    if o.path.resample_tail_g is not None and o.path.pretrain_network_g is None:
+        raise err("path.resample_tail_g", "resamples the warm start's tail: set path.pretrain_network_g too")
     if o.model_type == "DistillModel":
         if o.network_t is None:
             raise err("network_t", "a DistillModel needs a teacher network (network_t)")

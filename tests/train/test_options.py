@@ -153,3 +153,12 @@ def test_nothing_outside_restore_train_imports_basicsr():
                  and any(line.lstrip().startswith(("import basicsr", "from basicsr"))
                          for line in p.read_text().splitlines())]
     assert not offenders, offenders
+
+
+def test_resample_tail_needs_a_warm_start():
+    tree = yaml.safe_load((REPO / "options" / "tiny" / "span_x2.yml").read_text())
+    tree.setdefault("path", {})["pretrain_network_g"] = None
+    tree["path"]["resample_tail_g"] = "upsampler.0"
+    assert "path.resample_tail_g" in _error(tree) and "pretrain_network_g" in _error(tree)
+    tree["path"]["pretrain_network_g"] = "x4.pth"
+    assert parse_options(tree).path.resample_tail_g == "upsampler.0"
