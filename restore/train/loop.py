@@ -38,6 +38,7 @@ from restore.train import checkpoint
 from restore.train.options import Options, OptionsError, load_options
 
 LOGGER_NAME = "basicsr"
+EXP_FOLDERS = ("experiments_root", "models", "training_states", "log", "visualization")  # path.* folders
 
 
 @dataclass
@@ -110,8 +111,10 @@ def train(opt_path: str | Path, *, root: str | Path = ".", resume: bool = False,
         state_path = Path(opts.path.resume_state)
         if not state_path.is_file():
             raise OptionsError(f"{opts.source}: path.resume_state: {state_path} does not exist")
-    if state_path is None:
-        make_exp_dirs(bopt)  # archives an existing folder, as BasicSR does
+    if state_path is None:  # archives an existing folder, as BasicSR does; BasicSR would also makedirs every
+        # other path.* value it does not know (e.g. path.resample_tail_g), so it sees only the folders
+        folders = {k: v for k, v in bopt["path"].items() if k in EXP_FOLDERS}
+        make_exp_dirs({**bopt, "path": folders})
     for key in ("models", "training_states", "visualization"):
         Path(bopt["path"][key]).mkdir(parents=True, exist_ok=True)
     if state_path is None:

@@ -255,3 +255,22 @@ def test_kill_loses_at_most_one_checkpoint_interval(tmp_path, monkeypatch):
     res = train(TINY / "espcn_x2.yml", root=tmp_path, resume=True,
                 overrides=["num_gpu=0", f"train.total_iter={it + 5}", "val.val_freq=100000"])
     assert res.start_iter == it and res.end_iter == it + 5
+
+
+def test_warm_start_from_another_scale_resamples_the_tail(tmp_path, one_thread, monkeypatch):
+    """x2 from an x4 checkpoint (path.resample_tail_g): the run starts from the x4 output box-averaged, and no
+    path.* value other than the experiment folders becomes a directory."""
+    from restore.archs.span import SPAN
+    from restore.train.loop import train
+
+    make_tiny_data(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    x4 = SPAN(feature_channels=8, upscale=4)
+    torch.save({"params": x4.state_dict()}, tmp_path / "x4.pth")
+    res = train(TINY / "span_x2.yml", root=tmp_path, overrides=[
+        "train.total_iter=2", "num_gpu=0", "val.val_freq=100", "path.pretrain_network_g=x4.pth",
+        "path.resample_tail_g=upsampler.0"])
+    assert res.end_iter == 2
+    assert "upsampler.0: the x4 sub-pixel tail of x4.pth resampled to x2" in res.log_file.read_text()
+    assert not (tmp_path / "upsampler.0").exists()
