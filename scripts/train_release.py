@@ -166,8 +166,10 @@ QUEUES: dict[str, list[Stage]] = {
               + cosine(ITERS_X23, 2e-4) + every(500, 100) + warm_start("span_tiny_x4_3", strict=True, key="params")
               + ["path.resample_tail_g=upsampler.0"], opt="span_tiny_x3", note=X4_BODY_3),
     ],
-    # session 4, after sr_x2/sr_x3: a DSCLoRA stage (ConvLoRA + output and spatial-affinity distillation from the
-    # official CFSR checkpoint of the same scale, training time only) on each finished student
+    # a DSCLoRA stage (ConvLoRA + output and spatial-affinity distillation from the official CFSR checkpoint of the
+    # same scale, training time only) on each finished student. Session 4 ran only distill_x4: 300 iterations on
+    # span_tiny_x4_3 took Set5 from 31.03 to 30.73 dB (session 2's 200 on span_tiny_x4: the same direction), so
+    # "distill" was not run and no DSCLoRA model is a default
     "distill": [dsclora("span_tiny_x2_2", 2, gt_size=64), dsclora("span_tiny_x3_2", 3, gt_size=96)],
     "distill_x4": [dsclora("span_tiny_x4_3", 4, gt_size=128)],
     # session 4: a third cycle for the gray sigma-25 default (beside sr_x2 / sr_x3)
