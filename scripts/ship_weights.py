@@ -51,8 +51,11 @@ class Ship:
 
 X4_CHAIN = ("span_tiny_x4", "span_tiny_x4_2", "span_tiny_x4_3")  # the default x4 model's stages, 9900 iterations
 SHIPS = [
-    Ship("span_tiny_x4", X4_CHAIN, "sr", "rgb", 4, default=True,
-         summary="SPAN-tiny (26 ch): L1 from scratch, three cosine cycles"),
+    Ship("span_tiny_x4_distilled", X4_CHAIN + ("dsclora_span_tiny_x4_3_noaff",), "sr", "rgb", 4, default=True,
+         summary="span_tiny_x4 + 300 iterations of ConvLoRA (DSCLoRA's layers) with output distillation from CFSR "
+                 "x4, no spatial-affinity term (with it: Set5 30.73 dB)"),
+    Ship("span_tiny_x4", X4_CHAIN, "sr", "rgb", 4,
+         summary="SPAN-tiny (26 ch): L1 from scratch, three cosine cycles (the distilled model's student)"),
     Ship("span_tiny_x4_dsclora", ("span_tiny_x4", "dsclora_span_tiny_x4"), "sr", "rgb", 4,
          summary="span_tiny_x4 + a 200-iteration DSCLoRA stage (ConvLoRA rank 8/2 + output and spatial-affinity "
                  "distillation from CFSR x4); not the default: it scored below span_tiny_x4"),

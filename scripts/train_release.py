@@ -91,13 +91,19 @@ SHARED_TRAIN = "../shared/data/train"
 SR_DATA_PLUS = SR_DATA + [f"datasets.train.dataroot_gt=[{SHARED_TRAIN}/T91, {SHARED_TRAIN}/BSD200, "
                           f"{SHARED_TRAIN}/SunHays80_HR, {EXTRA_PHOTOS.as_posix()}]"]
 
-def dsclora(student: str, scale: int, *, gt_size: int, iters: int = 300) -> Stage:
+# DSCLoRA's layer table without the sub-pixel tail (which reads SPAN's 255-scaled features)
+NO_TAIL_LORA = "{" + ", ".join([f"block_{i}.c{j}_r.eval_conv: [2, 4.0]" for i in range(1, 7) for j in (1, 2, 3)]
+                               + ["conv_2.eval_conv: [8, 16.0]"]) + "}"
+
+
+def dsclora(student: str, scale: int, *, gt_size: int, iters: int = 300, variant: str = "",
+            sets: tuple[str, ...] = ()) -> Stage:
     """A DSCLoRA stage (options/train/dsclora_span_tiny_x{scale}.yml) on ``student``'s final raw weights."""
-    name = f"dsclora_{student}"
+    name = f"dsclora_{student}{variant}"
     return Stage(name, SR_DATA_PLUS + [f"name={name}", f"datasets.train.gt_size={gt_size}", "train.ema_decay=0.99"]
                  + cosine(iters, 2e-4, warmup=20) + every(iters // 2, 50)
-                 + warm_start(student, strict=True, key="params"),
-                 opt=f"dsclora_span_tiny_x{scale}", note=f"DSCLoRA stage on {student}")
+                 + warm_start(student, strict=True, key="params") + list(sets),
+                 opt=f"dsclora_span_tiny_x{scale}", note=f"DSCLoRA stage on {student} {variant}".strip())
 
 
 QUEUES: dict[str, list[Stage]] = {
@@ -172,6 +178,10 @@ QUEUES: dict[str, list[Stage]] = {
     # "distill" was not run and no DSCLoRA model is a default
     "distill": [dsclora("span_tiny_x2_2", 2, gt_size=64), dsclora("span_tiny_x3_2", 3, gt_size=96)],
     "distill_x4": [dsclora("span_tiny_x4_3", 4, gt_size=128)],
+    # ablations of that stage: without the spatial-affinity term; without LoRA on the sub-pixel tail
+    "distill_x4_noaff": [dsclora("span_tiny_x4_3", 4, gt_size=128, variant="_noaff", sets=("train.affinity_opt=~",))],
+    "distill_x4_notail": [dsclora("span_tiny_x4_3", 4, gt_size=128, variant="_notail",
+                                  sets=(f"train.lora.targets={NO_TAIL_LORA}",))],
     # session 4: a third cycle for the gray sigma-25 default (beside sr_x2 / sr_x3)
     "denoise3": [
         Stage("dncnn_s25_3", DN_DATA + ["name=dncnn_s25_3"] + cosine(1200, 3e-4) + every(400, 100)
