@@ -173,9 +173,9 @@ QUEUES: dict[str, list[Stage]] = {
               + ["path.resample_tail_g=upsampler.0"], opt="span_tiny_x3", note=X4_BODY_3),
     ],
     # a DSCLoRA stage (ConvLoRA + output and spatial-affinity distillation from the official CFSR checkpoint of the
-    # same scale, training time only) on each finished student. Session 4 ran only distill_x4: 300 iterations on
-    # span_tiny_x4_3 took Set5 from 31.03 to 30.73 dB (session 2's 200 on span_tiny_x4: the same direction), so
-    # "distill" was not run and no DSCLoRA model is a default
+    # same scale, training time only) on each finished student. Session 4 ran the x4 ones on span_tiny_x4_3
+    # (Set5 from 31.03): full recipe 30.73, without tail LoRA 30.73, without the spatial-affinity term 31.05 -- the
+    # last is shipped as the x4 default (span_tiny_x4_distilled); "distill" (x2/x3, full recipe) was not run
     "distill": [dsclora("span_tiny_x2_2", 2, gt_size=64), dsclora("span_tiny_x3_2", 3, gt_size=96)],
     "distill_x4": [dsclora("span_tiny_x4_3", 4, gt_size=128)],
     # ablations of that stage: without the spatial-affinity term; without LoRA on the sub-pixel tail
