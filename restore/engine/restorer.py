@@ -308,11 +308,12 @@ class Restorer:
                 from restore.ops.cpu import deploy_copy, fuse_conv_activations
 
                 plain = deploy_copy(self.model).to(self.dtype).to(memory_format=torch.channels_last)
-                low = fuse_conv_activations(copy.deepcopy(plain))  # conv + activation as one oneDNN call
+                low = fuse_conv_activations(plain)  # conv + activation as one oneDNN call (shares the weights)
                 x = x.contiguous(memory_format=torch.channels_last)
-                with torch.inference_mode():
-                    plain(x)
-                self._low_unfused = plain  # fusion is not faster for every network: both are timed on a window
+                if low is not plain:  # fusion is not faster for every network: both are timed on a window
+                    with torch.inference_mode():
+                        plain(x)
+                    self._low_unfused = plain
             else:
                 low = copy.deepcopy(self.model).to(self.dtype)
             with torch.inference_mode():
@@ -362,6 +363,13 @@ class Restorer:
                 self._fast = self._build_fast(x)
         return self._fast
 
+    def _tune_probe(self, x: torch.Tensor) -> torch.Tensor:
+        """What CPU paths are timed on: the first window's top-left crop of at most ``TUNE_SIDE`` px a side,
+        a multiple of the model's size multiple."""
+        side_h = max(self.multiple, tiling.round_down(min(x.shape[-2], TUNE_SIDE), self.multiple))
+        side_w = max(self.multiple, tiling.round_down(min(x.shape[-1], TUNE_SIDE), self.multiple))
+        return x[:1, :, :side_h, :side_w]
+
     def _low_runner(self, x: torch.Tensor) -> nn.Module:
         """The low-precision network for ``x``. bf16 on the CPU: the first window of at least
         ``TUNE_MIN_PIXELS`` LR px times the fused and unfused channels_last copies on a crop of at most
@@ -374,7 +382,7 @@ class Restorer:
             if self._low_unfused is not None:
                 from restore.ops import cpu
 
-                probe = x[:1, :, :TUNE_SIDE, :TUNE_SIDE].contiguous(memory_format=torch.channels_last)
+                probe = self._tune_probe(x).contiguous(memory_format=torch.channels_last)
                 times = {"fused": cpu.best_time(self.low_model, probe, 2),
                          "unfused": cpu.best_time(self._low_unfused, probe, 2)}
                 if times["unfused"] < times["fused"]:
@@ -391,9 +399,7 @@ class Restorer:
         if self.precision == "int8":
             return self._build_int8(x)
         if self.backend_request == "auto":
-            side_h = max(self.multiple, tiling.round_down(min(x.shape[-2], TUNE_SIDE), self.multiple))
-            side_w = max(self.multiple, tiling.round_down(min(x.shape[-1], TUNE_SIDE), self.multiple))
-            runner, times = cpu.fastest_fp32(self.model, x[:1, :, :side_h, :side_w])
+            runner, times = cpu.fastest_fp32(self.model, self._tune_probe(x))
             log.info("CPU fp32 path for %s/%s: %s (%s)", self.meta.family, self.meta.variant, runner.backend,
                      ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in times.items()))
             return runner

@@ -60,7 +60,7 @@ def _resample_tail(net: nn.Module, sd: dict[str, Tensor], name: str, path: str) 
     if w.shape != own[wk].shape:
         raise ValueError(f"path.resample_tail_g: {path}'s {wk} {tuple(sd[wk].shape)} cannot be resampled to "
                          f"{tuple(own[wk].shape)}")
-    old_scale = round((sd[wk].shape[0] / meta.out_channels) ** 0.5)
+    old_scale = networks.subpixel_scale(sd[wk].shape[0], meta.out_channels)
     sd[wk] = w
     if b is not None:
         sd[bk] = b

@@ -29,6 +29,14 @@ def subpixel_overlap(to_scale: int, from_scale: int) -> torch.Tensor:
     return a
 
 
+def subpixel_scale(n_out: int, out_channels: int) -> int:
+    """The scale ``s`` of a conv with ``n_out = out_channels * s**2`` outputs feeding ``PixelShuffle(s)``."""
+    s = round((n_out / out_channels) ** 0.5)
+    if out_channels * s**2 != n_out:
+        raise ValueError(f"a conv with {n_out} outputs does not feed PixelShuffle for {out_channels} channels")
+    return s
+
+
 def resample_subpixel_conv(weight: torch.Tensor, bias: torch.Tensor | None, *, out_channels: int,
                            to_scale: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Re-target a conv that feeds ``PixelShuffle(s)`` (``out_channels * s**2`` outputs) to scale ``to_scale``.
@@ -37,10 +45,7 @@ def resample_subpixel_conv(weight: torch.Tensor, bias: torch.Tensor | None, *, o
     overlaps inside the same LR pixel, so the new tail predicts the old network's HR output box-resampled to
     the new grid (e.g. an x4 model's output averaged over 2x2 blocks for x2) instead of starting from random
     weights. Used to warm-start an x2/x3 model from an x4 one (``path.resample_tail_g``)."""
-    n_out = weight.shape[0]
-    from_scale = round((n_out / out_channels) ** 0.5)
-    if out_channels * from_scale**2 != n_out:
-        raise ValueError(f"a conv with {n_out} outputs does not feed PixelShuffle for {out_channels} channels")
+    from_scale = subpixel_scale(weight.shape[0], out_channels)
     a = subpixel_overlap(to_scale, from_scale)
     rest = weight.shape[1:]
     w = weight.double().reshape(out_channels, from_scale, from_scale, -1)
