@@ -11,7 +11,8 @@ BasicSR's ``SRModel`` cannot do is written here:
   frozen;
 * EMA also copies buffers (BatchNorm running statistics; BasicSR's ``model_ema`` averages parameters
   only, which leaves an EMA DnCNN with untrained statistics);
-* mixed precision (``torch.autocast`` fp16 + ``GradScaler``) on CUDA when ``train.amp`` is true;
+* mixed precision when ``train.amp`` is true: ``torch.autocast`` fp16 + ``GradScaler`` on CUDA, or with
+  ``train.amp_dtype: bf16`` bf16 autocast (no scaler) on CUDA or the CPU;
 * checkpoints are written atomically and the training state holds everything for an exact resume
   (optimiser, scheduler, scaler, EMA, RNG, position in the epoch, best metrics);
 * validation runs the network through :class:`restore.engine.restorer.Restorer` and scores with
@@ -160,10 +161,13 @@ class RestoreSRModel(SRModel):
             for p in self.net_g_ema.parameters():
                 p.requires_grad_(False)
         self.cri_pix = build_loss(dict(train_opt["pixel_opt"])).to(self.device) if train_opt.get("pixel_opt") else None
-        self.use_amp = bool(train_opt.get("amp", True)) and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        bf16 = train_opt.get("amp_dtype", "fp16") == "bf16"
+        self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
+        self.use_amp = bool(train_opt.get("amp", True)) and (bf16 or self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and not bf16)
         if self.use_amp:
-            self.logger.info("Mixed precision (fp16 autocast + GradScaler) is on")
+            self.logger.info(f"Mixed precision ({'bf16 autocast' if bf16 else 'fp16 autocast + GradScaler'} "
+                             f"on {self.device.type}) is on")
         self.setup_optimizers()
         if train_opt.get("scheduler"):
             self.setup_schedulers()
@@ -213,7 +217,7 @@ class RestoreSRModel(SRModel):
 
     def optimize_parameters(self, current_iter: int) -> None:
         self.optimizer_g.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
             l_total, losses = self.compute_losses()
         self.scaler.scale(l_total).backward()
         self.scaler.step(self.optimizer_g)

@@ -3,8 +3,8 @@
 The schema is BasicSR's (``name``, ``model_type``, ``scale``, ``num_gpu``, ``manual_seed``,
 ``datasets.{train,val*}``, ``network_g``, ``network_t``, ``path``, ``train``, ``val``, ``logger``), so a
 BasicSR user reads these files at once. Differences, all additive: ``train.lora`` (ConvLoRA targets),
-``train.distill_opt`` / ``train.affinity_opt`` (distillation losses), ``train.amp`` (mixed precision on
-CUDA), dataset keys ``color`` / ``sigma`` / ``sigma_range`` / ``noise_seed`` and ``io_backend.type:
+``train.distill_opt`` / ``train.affinity_opt`` (distillation losses), ``train.amp`` / ``train.amp_dtype`` (mixed
+precision: fp16 on CUDA, or bf16 on CUDA and the CPU), dataset keys ``color`` / ``sigma`` / ``sigma_range`` / ``noise_seed`` and ``io_backend.type:
 memory`` (in-memory cache), metric key ``round_y``. BasicSR keys this implementation does not use
 (``dist_params``, ``find_unused_parameters``, ``logger.wandb`` without a project) are accepted and ignored.
 
@@ -144,6 +144,10 @@ class TrainOptions:
     affinity_opt: ClassOptions | None = None
     lora: LoRAOptions | None = None
     amp: bool = True
+    # fp16: autocast + GradScaler, CUDA only (the CPU trains in fp32); bf16: autocast on CUDA and on the CPU
+    # (AMX / AVX512-BF16), no scaler. Check the network's gradients first: DnCNN's stay within cos 0.999 of
+    # fp32, SPAN's (255-scaled features mapped straight to the image) do not.
+    amp_dtype: Literal["fp16", "bf16"] = "fp16"
 
 
 @dataclass

@@ -212,6 +212,41 @@ def test_amp_on_cuda(tmp_path, monkeypatch):
     assert res2.start_iter == 10 and res2.end_iter == 12
 
 
+def test_bf16_autocast_on_cpu_trains_and_resumes(tmp_path, one_thread, monkeypatch):
+    """train.amp_dtype: bf16 runs the forward in bf16 on the CPU (no scaler) and resumes exactly."""
+    from restore.train.loop import train
+
+    make_tiny_data(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    common = ["num_gpu=0", "train.amp_dtype=bf16", "val.val_freq=100", "logger.save_checkpoint_freq=4"]
+    seen: list[tuple[bool, torch.dtype | None]] = []  # (training, autocast dtype or None)
+    from restore.archs.dncnn import DnCNN
+
+    orig = DnCNN.forward
+
+    def spy(self, x):
+        on = torch.is_autocast_enabled(x.device.type)
+        seen.append((self.training, torch.get_autocast_dtype(x.device.type) if on else None))
+        return orig(self, x)
+
+    monkeypatch.setattr(DnCNN, "forward", spy)
+    full = train(TINY / "dncnn_gray_blind.yml", root=tmp_path / "a", overrides=[*common, "train.total_iter=8"])
+    log = full.log_file.read_text()
+    assert "Mixed precision (bf16 autocast on cpu) is on" in log
+    assert {d for training, d in seen if training} == {torch.bfloat16}
+    assert {d for training, d in seen if not training} == {None}  # validation stays fp32
+    state = torch.load(full.experiment / "training_states" / "8.state", weights_only=True)
+    assert not state["scaler"], "no GradScaler with bf16"
+    part = train(TINY / "dncnn_gray_blind.yml", root=tmp_path / "b", overrides=[*common, "train.total_iter=4"])
+    assert part.end_iter == 4
+    res = train(TINY / "dncnn_gray_blind.yml", root=tmp_path / "b", resume=True,
+                overrides=[*common, "train.total_iter=8"])
+    assert res.start_iter == 4 and res.end_iter == 8
+    wa = torch.load(full.experiment / "models" / "net_g_8.pth", weights_only=True)["params"]
+    wb = torch.load(res.experiment / "models" / "net_g_8.pth", weights_only=True)["params"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
 def _random_teacher(tmp_path):
     from restore.archs.imdn import IMDN
 
