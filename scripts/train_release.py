@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prepare_extra_data import OUT as EXTRA_PHOTOS
+from prepare_extra_data import WALLPAPERS_OUT
 from prepare_extra_data import prepare as prepare_extra_photos
+from prepare_extra_data import prepare_wallpapers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,6 +93,8 @@ SHARED_TRAIN = "../shared/data/train"
 SR_GT_PLUS = [f"datasets.train.dataroot_gt=[{SHARED_TRAIN}/T91, {SHARED_TRAIN}/BSD200, {SHARED_TRAIN}/SunHays80_HR, "
               f"{EXTRA_PHOTOS.as_posix()}]"]
 SR_DATA_PLUS = SR_DATA + SR_GT_PLUS
+# from session 5: also the eight photographs among Debian's plasma-workspace-wallpapers (halved, PNG)
+SR_GT_PLUS2 = [SR_GT_PLUS[0][:-1] + f", {WALLPAPERS_OUT.as_posix()}]"]
 
 # DSCLoRA's layer table without the sub-pixel tail (which reads SPAN's 255-scaled features)
 NO_TAIL_LORA = "{" + ", ".join([f"block_{i}.c{j}_r.eval_conv: [2, 4.0]" for i in range(1, 7) for j in (1, 2, 3)]
@@ -98,10 +102,10 @@ NO_TAIL_LORA = "{" + ", ".join([f"block_{i}.c{j}_r.eval_conv: [2, 4.0]" for i in
 
 
 def dsclora(student: str, scale: int, *, gt_size: int, iters: int = 300, variant: str = "",
-            sets: tuple[str, ...] = ()) -> Stage:
+            sets: tuple[str, ...] = (), data: tuple[str, ...] = tuple(SR_GT_PLUS)) -> Stage:
     """A DSCLoRA stage (options/train/dsclora_span_tiny_x{scale}.yml) on ``student``'s final raw weights."""
     name = f"dsclora_{student}{variant}"
-    return Stage(name, SR_DATA_PLUS + [f"name={name}", f"datasets.train.gt_size={gt_size}", "train.ema_decay=0.99"]
+    return Stage(name, SR_DATA + list(data) + [f"name={name}", f"datasets.train.gt_size={gt_size}", "train.ema_decay=0.99"]
                  + cosine(iters, 2e-4, warmup=20) + every(iters // 2, 50)
                  + warm_start(student, strict=True, key="params") + list(sets),
                  opt=f"dsclora_span_tiny_x{scale}", note=f"DSCLoRA stage on {student} {variant}".strip())
@@ -181,6 +185,9 @@ QUEUES: dict[str, list[Stage]] = {
     "distill_x4": [dsclora("span_tiny_x4_3", 4, gt_size=128)],
     # ablations of that stage: without the spatial-affinity term; without LoRA on the sub-pixel tail
     "distill_x4_noaff": [dsclora("span_tiny_x4_3", 4, gt_size=128, variant="_noaff", sets=("train.affinity_opt=~",))],
+    # session 5: the full recipe with the spatial-affinity weight cut tenfold (0.5 -> 0.05)
+    "distill_x4_aff005": [dsclora("span_tiny_x4_3", 4, gt_size=128, variant="_aff005",
+                                  sets=("train.affinity_opt.loss_weight=0.05",))],
     "distill_x4_notail": [dsclora("span_tiny_x4_3", 4, gt_size=128, variant="_notail",
                                   sets=(f"train.lora.targets={NO_TAIL_LORA}",))],
     # session 5: a fourth cosine cycle for x4 (now with the extra photos), then its no-affinity DSCLoRA stage
@@ -197,11 +204,13 @@ QUEUES: dict[str, list[Stage]] = {
         Stage("dncnn_s25_4", DN_DATA + ["name=dncnn_s25_4", "train.amp_dtype=bf16"] + cosine(6000, 3e-4)
               + every(1000, 200) + warm_start("dncnn_s25_3", strict=True, key="params"), opt="dncnn_s25",
               note="fourth cycle (bf16 autocast), warm start: dncnn_s25_3"),
-        Stage("espcn_x4_2", SR_GT_PLUS + ["name=espcn_x4_2"] + cosine(30000, 5e-4, eta_min=1e-6)
+        Stage("espcn_x4_2", SR_GT_PLUS2 + ["name=espcn_x4_2"] + cosine(30000, 5e-4, eta_min=1e-6)
               + every(2500, 1000) + warm_start("espcn_x4", strict=True, key="params_ema"), opt="espcn_x4",
               note="second cosine cycle, warm start: espcn_x4 (EMA weights)"),
-        dsclora("span_tiny_x2_2", 2, gt_size=64, variant="_noaff", sets=("train.affinity_opt=~",)),
-        dsclora("span_tiny_x3_2", 3, gt_size=96, variant="_noaff", sets=("train.affinity_opt=~",)),
+        dsclora("span_tiny_x2_2", 2, gt_size=64, variant="_noaff", sets=("train.affinity_opt=~",),
+                data=tuple(SR_GT_PLUS2)),
+        dsclora("span_tiny_x3_2", 3, gt_size=96, variant="_noaff", sets=("train.affinity_opt=~",),
+                data=tuple(SR_GT_PLUS2)),
     ],
     # session 4: a third cycle for the gray sigma-25 default (beside sr_x2 / sr_x3)
     "denoise3": [
@@ -221,6 +230,8 @@ def finished(stage: Stage, root: Path) -> bool:
 def run_stage(stage: Stage, root: Path) -> int:
     if any(EXTRA_PHOTOS.as_posix() in s for s in stage.sets):
         prepare_extra_photos(root=ROOT)
+    if any(WALLPAPERS_OUT.as_posix() in s for s in stage.sets):
+        prepare_wallpapers(root=ROOT)
     cmd = [sys.executable, "-m", "restore.cli", "train", "-opt", stage.option_file, "--root", str(root), "--resume"]
     for s in stage.sets:
         cmd += ["--set", s]

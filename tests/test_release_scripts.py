@@ -1,14 +1,17 @@
 """scripts/train_release.py, scripts/ship_weights.py and scripts/prepare_extra_data.py: the release plan is
 consistent (every stage's option file and overrides validate, warm starts and shipped models name real stages)
-and the extra training photographs are copied exactly."""
+and the extra training photographs are copied (scikit-image) or extracted and halved (Debian wallpapers) exactly."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,14 +46,62 @@ def test_shipped_models_name_real_stages() -> None:
     assert {d[1] for d in defaults if d[0] == "sr"} == {2, 3, 4}
 
 
-def test_sr_stages_with_extra_photos_list_the_folder() -> None:
-    extra = prepare_extra_data.OUT.as_posix()
+@pytest.mark.parametrize("folder", [prepare_extra_data.OUT, prepare_extra_data.WALLPAPERS_OUT])
+def test_sr_stages_with_extra_photos_list_the_folder(folder: Path) -> None:
+    extra = folder.as_posix()
     users = [s for s in train_release.STAGES.values() if any(extra in x for x in s.sets)]
-    assert users, "no stage trains on the extra photographs"
+    assert users, f"no stage trains on {extra}"
     for stage in users:
         opts = load_options(ROOT / stage.option_file, stage.sets, check_classes=False)
         roots = [str(r) for r in opts.datasets["train"].dataroot_gt]
-        assert extra in roots and len(roots) == 4
+        assert extra in roots and len(roots) in (4, 5)
+        assert all(r in roots for r in ("../shared/data/train/T91", "../shared/data/train/BSD200"))
+
+
+def test_halve_is_a_2x2_box_average(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    Image.fromarray(a).save(tmp_path / "a.jpg", quality=100)
+    src = np.asarray(Image.open(tmp_path / "a.jpg").convert("RGB"), dtype=np.float64)
+    prepare_extra_data.halve(tmp_path / "a.jpg", tmp_path / "a.png")
+    out = np.asarray(Image.open(tmp_path / "a.png"))
+    want = src.reshape(3, 2, 5, 2, 3).mean(axis=(1, 3))
+    assert out.shape == (3, 5, 3) and np.abs(out - want).max() <= 0.5 + 1e-9
+
+
+@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb (Debian) to build a test package")
+def test_wallpapers_from_a_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in .deb with the package's layout: the largest size of each chosen wallpaper is halved and
+    recorded; a package with another hash is refused; a second run with everything in place does nothing."""
+    from PIL import Image
+
+    pkg = tmp_path / "pkg"
+    for name, sizes in {"Path": [(40, 24), (80, 48)], "Render": [(80, 48)]}.items():
+        folder = pkg / "usr/share/wallpapers" / name / "contents/images"
+        folder.mkdir(parents=True)
+        for w, h in sizes:
+            Image.new("RGB", (w, h), (w, h, 7)).save(folder / f"{w}x{h}.jpg")
+    (pkg / "DEBIAN").mkdir()
+    (pkg / "DEBIAN/control").write_text("Package: fake-wallpapers\nVersion: 1\nArchitecture: all\n"
+                                        "Maintainer: t <t@t>\nDescription: t\n")
+    deb = tmp_path / "fake.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(pkg), str(deb)], check=True, capture_output=True)
+    monkeypatch.setattr(prepare_extra_data, "WALLPAPERS", {"Path": "someone"})
+    with pytest.raises(SystemExit, match="sha256"):
+        prepare_extra_data.prepare_wallpapers(root=tmp_path, deb=deb)
+    monkeypatch.setattr(prepare_extra_data, "WALLPAPER_DEB_SHA256", hashlib.sha256(deb.read_bytes()).hexdigest())
+    dst = prepare_extra_data.prepare_wallpapers(root=tmp_path, deb=deb)
+    assert sorted(p.name for p in dst.iterdir()) == ["Path.png"]  # "Render" was not chosen
+    assert Image.open(dst / "Path.png").size == (40, 24)  # the 80x48 one, halved
+    record = json.loads(dst.with_name(dst.name + ".json").read_text())
+    (entry,) = record["photos"]
+    assert entry["source"].endswith("Path/contents/images/80x48.jpg") and entry["licence"] == "LGPLv3"
+    assert entry["sha256"] == hashlib.sha256((dst / "Path.png").read_bytes()).hexdigest()
+    before = (dst / "Path.png").stat().st_mtime_ns
+    prepare_extra_data.prepare_wallpapers(root=tmp_path, deb=tmp_path / "absent.deb")  # all there: no-op
+    assert (dst / "Path.png").stat().st_mtime_ns == before
 
 
 def test_prepare_copies_exact_bytes_and_records_them(tmp_path: Path) -> None:
