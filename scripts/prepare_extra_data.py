@@ -14,13 +14,13 @@ Left out on purpose:
 * textures (brick, grass, gravel) are gray, and medical/microscopy/text/synthetic images are not photographs.
 
 Session 5 adds a second folder, ``data/extra/debian_wallpapers``: the real photographs among the wallpapers of
-Debian 12's ``plasma-workspace-wallpapers`` package (4:5.27.5-2, LGPLv3 per each wallpaper's metadata.json).
-The package is fetched by name with ``apt-get download`` (or read from ``--deb FILE``), its sha256 checked,
-and each chosen wallpaper's largest ``contents/images/WxH.jpg`` halved with a 2 x 2 box filter (``PIL.Image.reduce(2)``, exact
-and deterministic; it also averages away the JPEG blocks) and written as RGB PNG. All 35 wallpapers of the
+Debian 12's ``plasma-workspace-wallpapers`` package (4:5.27.5-2, LGPLv3 per each wallpaper's metadata.json). The
+package is fetched by name with ``apt-get download`` (or read from ``--deb FILE``), its sha256 checked, and each
+chosen wallpaper's largest ``contents/images/WxH.jpg`` halved with a 2 x 2 box filter (``PIL.Image.reduce(2)``,
+exact and deterministic; it also averages away the JPEG blocks) and written as RGB PNG. All 35 wallpapers of the
 package (and gnome-backgrounds 43.1's) were looked at by eye; the rest are renders or illustrations (Altai,
-Autumn, Canopee, Kite has a drawn kite, Volna is a render, ...), and DarkestHour / summer_1am are photographs
-of nearly flat sky and water, left out because a random patch of them is almost always flat.
+Autumn, Canopee, Kite has a drawn kite, Volna is a render, ...), and DarkestHour / summer_1am are photographs of
+nearly flat sky and water, left out because a random patch of them is almost always flat.
 
 Usage: ``python scripts/prepare_extra_data.py [--out data/extra/skimage_photos] [--wallpapers] [--deb FILE]``;
 it is idempotent and ``scripts/train_release.py`` runs it before any stage that reads either folder.

@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prepare_extra_data import OUT as EXTRA_PHOTOS
-from prepare_extra_data import WALLPAPERS_OUT
+from prepare_extra_data import WALLPAPERS_OUT, prepare_wallpapers
 from prepare_extra_data import prepare as prepare_extra_photos
-from prepare_extra_data import prepare_wallpapers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,7 +104,8 @@ def dsclora(student: str, scale: int, *, gt_size: int, iters: int = 300, variant
             sets: tuple[str, ...] = (), data: tuple[str, ...] = tuple(SR_GT_PLUS)) -> Stage:
     """A DSCLoRA stage (options/train/dsclora_span_tiny_x{scale}.yml) on ``student``'s final raw weights."""
     name = f"dsclora_{student}{variant}"
-    return Stage(name, SR_DATA + list(data) + [f"name={name}", f"datasets.train.gt_size={gt_size}", "train.ema_decay=0.99"]
+    return Stage(name, SR_DATA + list(data)
+                 + [f"name={name}", f"datasets.train.gt_size={gt_size}", "train.ema_decay=0.99"]
                  + cosine(iters, 2e-4, warmup=20) + every(iters // 2, 50)
                  + warm_start(student, strict=True, key="params") + list(sets),
                  opt=f"dsclora_span_tiny_x{scale}", note=f"DSCLoRA stage on {student} {variant}".strip())

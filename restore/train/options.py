@@ -3,10 +3,11 @@
 The schema is BasicSR's (``name``, ``model_type``, ``scale``, ``num_gpu``, ``manual_seed``,
 ``datasets.{train,val*}``, ``network_g``, ``network_t``, ``path``, ``train``, ``val``, ``logger``), so a
 BasicSR user reads these files at once. Differences, all additive: ``train.lora`` (ConvLoRA targets),
-``train.distill_opt`` / ``train.affinity_opt`` (distillation losses), ``train.amp`` / ``train.amp_dtype`` (mixed
-precision: fp16 on CUDA, or bf16 on CUDA and the CPU), dataset keys ``color`` / ``sigma`` / ``sigma_range`` / ``noise_seed`` and ``io_backend.type:
-memory`` (in-memory cache), metric key ``round_y``. BasicSR keys this implementation does not use
-(``dist_params``, ``find_unused_parameters``, ``logger.wandb`` without a project) are accepted and ignored.
+``train.distill_opt`` / ``train.affinity_opt`` (distillation losses), ``train.amp`` / ``train.amp_dtype``
+(mixed precision: fp16 on CUDA, or bf16 on CUDA and the CPU), dataset keys ``color`` / ``sigma`` /
+``sigma_range`` / ``noise_seed`` and ``io_backend.type: memory`` (in-memory cache), metric key ``round_y``.
+BasicSR keys this implementation does not use (``dist_params``, ``find_unused_parameters``, ``logger.wandb``
+without a project) are accepted and ignored.
 
 Test files (``restore test -opt options/test/X.yml``, BasicSR's ``basicsr/test.py``) parse into
 :class:`TestOptions` through the same converter and checks: ``name``, ``model_type``, ``scale``, ``num_gpu``,
