@@ -13,6 +13,8 @@ BasicSR's ``SRModel`` cannot do is written here:
   only, which leaves an EMA DnCNN with untrained statistics);
 * mixed precision when ``train.amp`` is true: ``torch.autocast`` fp16 + ``GradScaler`` on CUDA, or with
   ``train.amp_dtype: bf16`` bf16 autocast (no scaler) on CUDA or the CPU;
+* ``train.channels_last``: network and batches in NHWC (faster convolutions on CPUs; checkpoints stay
+  contiguous);
 * checkpoints are written atomically and the training state holds everything for an exact resume
   (optimiser, scheduler, scaler, EMA, RNG, position in the epoch, best metrics);
 * validation runs the network through :class:`restore.engine.restorer.Restorer` and scores with
@@ -139,7 +141,10 @@ class RestoreSRModel(SRModel):
             n_train = sum(p.numel() for p in net.parameters() if p.requires_grad)
             self.logger.info(f"ConvLoRA on {len(networks.lora_targets(lora['targets']))} layers; "
                              f"{n_train:,d} trainable of {sum(p.numel() for p in net.parameters()):,d} parameters")
-        self.net_g = self.model_to_device(net)
+        self.memory_format = torch.channels_last if opt["train"].get("channels_last") else torch.contiguous_format
+        self.net_g = self.model_to_device(net.to(memory_format=self.memory_format))
+        if opt["train"].get("channels_last"):
+            self.logger.info("Training in channels-last (NHWC) memory format")
         meta = net.meta
         if meta.task != self.task or (self.task == "sr" and meta.scale != opt["scale"]):
             raise ValueError(f"network_g is a {meta.task} x{meta.scale} network; model_type "
@@ -198,7 +203,7 @@ class RestoreSRModel(SRModel):
     # -------------------------------------------------------------------------------------- training
 
     def feed_data(self, data: dict[str, Any]) -> None:
-        self.lq = data["lq"].to(self.device, non_blocking=True)
+        self.lq = data["lq"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         if "gt" in data:
             self.gt = data["gt"].to(self.device, non_blocking=True)
 
@@ -275,7 +280,7 @@ class RestoreSRModel(SRModel):
 
     def network_checkpoint(self) -> dict[str, Any]:
         def sd(net: nn.Module) -> dict[str, Tensor]:
-            return {k: v.detach().cpu() for k, v in self.get_bare_model(net).state_dict().items()}
+            return {k: v.detach().cpu().contiguous() for k, v in self.get_bare_model(net).state_dict().items()}
 
         out: dict[str, Any] = {"params": sd(self.net_g)}
         if hasattr(self, "net_g_ema"):

@@ -247,6 +247,42 @@ def test_bf16_autocast_on_cpu_trains_and_resumes(tmp_path, one_thread, monkeypat
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.mark.parametrize("run", ["span_x2", "imdn_x2", "cfsr_x2", "espcn_x2", "dncnn_gray_blind",
+                                 "dncnn_weighted_rgb", "dsclora_x2"])
+def test_channels_last_trains_the_same_network(run: str, tmp_path, one_thread, monkeypatch):
+    """train.channels_last: NHWC network and batches, contiguous checkpoints, the same weights as NCHW up to
+    float summation order after two steps."""
+    from restore.train.loop import train
+
+    make_tiny_data(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    common = ["num_gpu=0", "train.total_iter=2", "val.val_freq=100", "logger.save_checkpoint_freq=2"]
+    if run == "dsclora_x2":
+        common += ["path.pretrain_network_g=~", f"path.pretrain_network_t={_random_teacher(tmp_path)}"]
+    seen: list[bool] = []
+    monkeypatch.setattr(torch.nn.functional, "conv2d", _spy_conv(seen, torch.nn.functional.conv2d))
+    a = train(TINY / f"{run}.yml", root=tmp_path / "a", overrides=common)
+    nhwc_a, seen[:] = sum(seen), []  # (Conv3XC / weighted-conv weight algebra may see NHWC views either way)
+    b = train(TINY / f"{run}.yml", root=tmp_path / "b", overrides=[*common, "train.channels_last=true"])
+    assert sum(seen) > max(2 * nhwc_a, 4), "the convolutions did not run on NHWC inputs"
+    assert "channels-last" in b.log_file.read_text()
+    wa = torch.load(a.experiment / "models" / "net_g_2.pth", weights_only=True)["params"]
+    wb = torch.load(b.experiment / "models" / "net_g_2.pth", weights_only=True)["params"]
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert wb[k].is_contiguous(), k
+        torch.testing.assert_close(wb[k], wa[k], atol=1e-5, rtol=1e-4, msg=k)
+
+
+def _spy_conv(seen: list[bool], orig):
+    def conv2d(x, *args, **kwargs):
+        if x.dim() == 4 and x.shape[1] > 1 and x.shape[2] * x.shape[3] > 1:
+            seen.append(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+        return orig(x, *args, **kwargs)
+
+    return conv2d
+
+
 def _random_teacher(tmp_path):
     from restore.archs.imdn import IMDN
 
