@@ -47,19 +47,26 @@ def warm_start(name: str, *, strict: bool, key: str = "params_ema") -> list[str]
             f"path.strict_load_g={str(strict).lower()}", f"path.param_key_g={key}"]
 
 
-def fine_tune(name: str, iters: int, lr: float, start: str) -> Stage:
-    """A short denoiser stage warm-started (strictly, same shapes) from ``start``'s final weights."""
-    return Stage(name, DN_DATA + cosine(iters, lr) + every(iters // 2, iters // 2)
-                 + warm_start(start, strict=True, key="params"), note=f"warm start: {start}")
+def fine_tune(opt: str, iters: int, lr: float, start: str, *, suffix: str = "", extra: tuple[str, ...] = ()) -> Stage:
+    """A short denoiser stage (``options/train/{opt}.yml``, experiment ``{opt}{suffix}``) warm-started
+    (strictly, same shapes) from ``start``'s final weights."""
+    name = opt + suffix
+    return Stage(name, DN_DATA + ([f"name={name}"] if suffix else []) + list(extra) + cosine(iters, lr)
+                 + every(iters // 2, iters // 2 if not suffix else 100) + warm_start(start, strict=True, key="params"),
+                 opt=opt if suffix else None, note=f"warm start: {start}")
 
 
-def sigma_family(prefix: str, start: str, *, blind_iters: int, blind_every: int, tune_iters: int) -> list[Stage]:
+def sigma_family(prefix: str, start: str, *, blind_iters: int, blind_every: int, tune_iters: int,
+                 suffix: str = "", extra: tuple[str, ...] = ()) -> list[Stage]:
     """The blind model (depth 17, so it can warm-start from ``start``) and the sigma 15 / 50 fine-tunes, all
-    from ``start``'s final weights: ``{prefix}_b``, ``{prefix}_s15``, ``{prefix}_s50``."""
-    blind = Stage(f"{prefix}_b", DN_DATA + ["network_g.num_layers=17"] + cosine(blind_iters, 5e-4)
-                  + every(blind_every, 100) + warm_start(start, strict=True, key="params"),
+    from ``start``'s final weights: ``{prefix}_b``, ``{prefix}_s15``, ``{prefix}_s50`` (each + ``suffix``)."""
+    blind_name = f"{prefix}_b{suffix}"
+    blind = Stage(blind_name, DN_DATA + ([f"name={blind_name}"] if suffix else []) + list(extra)
+                  + ["network_g.num_layers=17"] + cosine(blind_iters, 5e-4) + every(blind_every, 100)
+                  + warm_start(start, strict=True, key="params"), opt=f"{prefix}_b" if suffix else None,
                   note=f"depth 17 (not DnCNN-B's 20) so it can warm-start from {start}")
-    return [blind] + [fine_tune(f"{prefix}_s{sigma}", tune_iters, 3e-4, start) for sigma in (15, 50)]
+    return [blind] + [fine_tune(f"{prefix}_s{sigma}", tune_iters, 3e-4, start, suffix=suffix, extra=extra)
+                      for sigma in (15, 50)]
 
 
 @dataclass(frozen=True)
@@ -214,6 +221,10 @@ QUEUES: dict[str, list[Stage]] = {
         dsclora("span_tiny_x3_2", 3, gt_size=96, variant="_noaff", sets=("train.affinity_opt=~", NHWC),
                 data=tuple(SR_GT_PLUS2)),
     ],
+    # session 5 (after "sr4"): the gray blind / sigma-15 / sigma-50 models again, now from dncnn_s25_4 (their first
+    # versions started from dncnn_s25_2, 900 iterations in)
+    "denoise5": sigma_family("dncnn", "dncnn_s25_4", blind_iters=1600, blind_every=400, tune_iters=800, suffix="_2",
+                             extra=("train.amp_dtype=bf16", NHWC)),
     # session 4: a third cycle for the gray sigma-25 default (beside sr_x2 / sr_x3)
     "denoise3": [
         Stage("dncnn_s25_3", DN_DATA + ["name=dncnn_s25_3"] + cosine(1200, 3e-4) + every(400, 100)
