@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -121,3 +122,14 @@ def test_prepare_copies_exact_bytes_and_records_them(tmp_path: Path) -> None:
     prepare_extra_data.prepare(root=tmp_path)  # idempotent: nothing rewritten
     assert {p.name: p.stat().st_mtime_ns for p in dst.iterdir()} == before
     assert not list(dst.parent.glob(".*.part"))
+
+
+def test_bench_train_step_times_every_case(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench_train_step
+
+    tiny = {k: (lambda: torch.nn.Conv2d(1, 2, 3, padding=1), (2, 1, 8, 8), v[2])
+            for k, v in bench_train_step.CASES.items()}
+    monkeypatch.setattr(bench_train_step, "CASES", tiny)
+    assert bench_train_step.main(["--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "span_tiny_x4" in out and "dncnn_17" in out and out.count("bf16 NHWC") == 1
