@@ -213,6 +213,10 @@ QUEUES: dict[str, list[Stage]] = {
         Stage("dncnn_s25_4", DN_DATA + ["name=dncnn_s25_4", "train.amp_dtype=bf16", NHWC] + cosine(6000, 3e-4)
               + every(1000, 200) + warm_start("dncnn_s25_3", strict=True, key="params"), opt="dncnn_s25",
               note="fourth cycle (bf16 autocast), warm start: dncnn_s25_3"),
+        # BSD68 28.78 after dncnn_s25_4 (Set12 29.81): a fifth, shorter cycle
+        Stage("dncnn_s25_5", DN_DATA + ["name=dncnn_s25_5", "train.amp_dtype=bf16", NHWC] + cosine(3600, 2e-4)
+              + every(1200, 200) + warm_start("dncnn_s25_4", strict=True, key="params"), opt="dncnn_s25",
+              note="fifth cycle (bf16 autocast), warm start: dncnn_s25_4"),
         Stage("espcn_x4_2", SR_GT_PLUS2 + ["name=espcn_x4_2", NHWC] + cosine(20000, 5e-4, eta_min=1e-6)
               + every(2500, 1000) + warm_start("espcn_x4", strict=True, key="params_ema"), opt="espcn_x4",
               note="second cosine cycle, warm start: espcn_x4 (EMA weights)"),
