@@ -49,13 +49,15 @@ class Ship:
     summary: str = ""
 
 
-X4_CHAIN = ("span_tiny_x4", "span_tiny_x4_2", "span_tiny_x4_3")  # the default x4 model's stages, 9900 iterations
+X4_CHAIN = ("span_tiny_x4", "span_tiny_x4_2", "span_tiny_x4_3")  # 9900 iterations: what x2 / x3 warm-start from
+X4_CHAIN_4 = X4_CHAIN + ("span_tiny_x4_4",)  # session 5: a fourth cycle (+ the extra photos), 15900 iterations
 SHIPS = [
-    Ship("span_tiny_x4_distilled", X4_CHAIN + ("dsclora_span_tiny_x4_3_noaff",), "sr", "rgb", 4, default=True,
+    Ship("span_tiny_x4_distilled", X4_CHAIN_4 + ("dsclora_span_tiny_x4_4_noaff",), "sr", "rgb", 4, default=True,
          summary="span_tiny_x4 + 300 iterations of ConvLoRA (DSCLoRA's layers) with output distillation from CFSR "
-                 "x4, no spatial-affinity term (with it: Set5 30.73 dB)"),
-    Ship("span_tiny_x4", X4_CHAIN, "sr", "rgb", 4,
-         summary="SPAN-tiny (26 ch): L1 from scratch, three cosine cycles (the distilled model's student)"),
+                 "x4, no spatial-affinity term (the same stage on span_tiny_x4_3, Set5: affinity weight 0.5 30.73, "
+                 "0.05 30.99, none 31.05 dB)"),
+    Ship("span_tiny_x4", X4_CHAIN_4, "sr", "rgb", 4,
+         summary="SPAN-tiny (26 ch): L1 from scratch, four cosine cycles (the distilled model's student)"),
     Ship("span_tiny_x4_dsclora", ("span_tiny_x4", "dsclora_span_tiny_x4"), "sr", "rgb", 4,
          summary="span_tiny_x4 + a 200-iteration DSCLoRA stage (ConvLoRA rank 8/2 + output and spatial-affinity "
                  "distillation from CFSR x4); not the default: it scored below span_tiny_x4"),
