@@ -229,6 +229,12 @@ QUEUES: dict[str, list[Stage]] = {
     # versions started from dncnn_s25_2, 900 iterations in)
     "denoise5": sigma_family("dncnn", "dncnn_s25_4", blind_iters=1600, blind_every=400, tune_iters=800, suffix="_2",
                              extra=("train.amp_dtype=bf16", NHWC)),
+    # session 5 (after "denoise5"): dncnn_s25_5 reached BSD68 28.86 (Set12 29.89); a sixth cycle at batch 64
+    "denoise6": [
+        Stage("dncnn_s25_6", ["datasets.train.batch_size_per_gpu=64", "name=dncnn_s25_6", "train.amp_dtype=bf16", NHWC]
+              + cosine(1400, 1.5e-4) + every(700, 100) + warm_start("dncnn_s25_5", strict=True, key="params"),
+              opt="dncnn_s25", note="sixth cycle (bf16 autocast, batch 64), warm start: dncnn_s25_5"),
+    ],
     # session 4: a third cycle for the gray sigma-25 default (beside sr_x2 / sr_x3)
     "denoise3": [
         Stage("dncnn_s25_3", DN_DATA + ["name=dncnn_s25_3"] + cosine(1200, 3e-4) + every(400, 100)
