@@ -51,6 +51,9 @@ class Ship:
 
 X4_CHAIN = ("span_tiny_x4", "span_tiny_x4_2", "span_tiny_x4_3")  # 9900 iterations: what x2 / x3 warm-start from
 X4_CHAIN_4 = X4_CHAIN + ("span_tiny_x4_4",)  # session 5: a fourth cycle (+ the extra photos), 15900 iterations
+# the gray sigma-25 model's first four cycles (8100 iterations; the fourth in bf16 autocast, mostly NHWC):
+# the sigma-15 / 50 / blind models are fine-tuned from the fourth
+DN_CHAIN_4 = ("dncnn_s25", "dncnn_s25_2", "dncnn_s25_3", "dncnn_s25_4")
 SHIPS = [
     Ship("span_tiny_x4_distilled", X4_CHAIN_4 + ("dsclora_span_tiny_x4_4_noaff",), "sr", "rgb", 4, default=True,
          summary="span_tiny_x4 + 300 iterations of ConvLoRA (DSCLoRA's layers) with output distillation from CFSR "
@@ -68,16 +71,16 @@ SHIPS = [
     Ship("espcn_x4", ("espcn_x4",), "sr", "y", 4, summary="ESPCN on full-range Y (real time), MSE"),
     Ship("espcn_x3", ("espcn_x3",), "sr", "y", 3, summary="ESPCN on full-range Y (real time), MSE"),
     Ship("espcn_x2", ("espcn_x2",), "sr", "y", 2, summary="ESPCN on full-range Y (real time), MSE"),
-    Ship("dncnn_s25", ("dncnn_s25", "dncnn_s25_2", "dncnn_s25_3"), "denoise", "gray", sigma="25", default=True,
-         summary="DnCNN-S gray, sigma 25, three cosine cycles"),
+    Ship("dncnn_s25", DN_CHAIN_4 + ("dncnn_s25_5",), "denoise", "gray", sigma="25", default=True,
+         summary="DnCNN-S gray, sigma 25, five cosine cycles (the last two in bf16 autocast)"),
     Ship("dncnn_s25_weighted", ("dncnn_s25_weighted",), "denoise", "gray", sigma="25",
          summary="DnCNN-S gray, sigma 25, optimal weighted convolution (budget of dncnn_s25's first cycle)"),
-    Ship("dncnn_s15", ("dncnn_s25", "dncnn_s25_2", "dncnn_s15"), "denoise", "gray", sigma="15", default=True,
-         summary="DnCNN-S gray, sigma 15 (fine-tuned from dncnn_s25)"),
-    Ship("dncnn_s50", ("dncnn_s25", "dncnn_s25_2", "dncnn_s50"), "denoise", "gray", sigma="50", default=True,
-         summary="DnCNN-S gray, sigma 50 (fine-tuned from dncnn_s25)"),
-    Ship("dncnn_blind", ("dncnn_s25", "dncnn_s25_2", "dncnn_b"), "denoise", "gray", sigma="blind", default=True,
-         summary="DnCNN gray, blind sigma in [0, 55] (depth 17, fine-tuned from dncnn_s25)"),
+    Ship("dncnn_s15", DN_CHAIN_4 + ("dncnn_s15_2",), "denoise", "gray", sigma="15", default=True,
+         summary="DnCNN-S gray, sigma 15 (fine-tuned from dncnn_s25's fourth cycle)"),
+    Ship("dncnn_s50", DN_CHAIN_4 + ("dncnn_s50_2",), "denoise", "gray", sigma="50", default=True,
+         summary="DnCNN-S gray, sigma 50 (fine-tuned from dncnn_s25's fourth cycle)"),
+    Ship("dncnn_blind", DN_CHAIN_4 + ("dncnn_b_2",), "denoise", "gray", sigma="blind", default=True,
+         summary="DnCNN gray, blind sigma in [0, 55] (depth 17, fine-tuned from dncnn_s25's fourth cycle)"),
     # colour DnCNN, trained from scratch (session 2's cdncnn_b, inner layers from dncnn_s25_2 and new first / last
     # convs, stalled at 22.28 dB on Set5 sigma 25 and was not shipped)
     # the sigma-specific colour models are not the defaults: cdncnn_blind, with 800 more iterations, scores higher
