@@ -64,15 +64,24 @@ SHIPS = [
     Ship("span_tiny_x4_dsclora", ("span_tiny_x4", "dsclora_span_tiny_x4"), "sr", "rgb", 4,
          summary="span_tiny_x4 + a 200-iteration DSCLoRA stage (ConvLoRA rank 8/2 + output and spatial-affinity "
                  "distillation from CFSR x4); not the default: it scored below span_tiny_x4"),
-    Ship("span_tiny_x3", X4_CHAIN + ("span_tiny_x3_2",), "sr", "rgb", 3, default=True,
-         summary="SPAN-tiny (26 ch) x3: span_tiny_x4's body with a new x3 tail, one cosine cycle (+ skimage photos)"),
-    Ship("span_tiny_x2", X4_CHAIN + ("span_tiny_x2_2",), "sr", "rgb", 2, default=True,
-         summary="SPAN-tiny (26 ch) x2: span_tiny_x4's body with a new x2 tail, one cosine cycle (+ skimage photos)"),
-    Ship("espcn_x4", ("espcn_x4",), "sr", "y", 4, summary="ESPCN on full-range Y (real time), MSE"),
+    Ship("span_tiny_x3_distilled", X4_CHAIN + ("span_tiny_x3_2", "dsclora_span_tiny_x3_2_noaff"), "sr", "rgb", 3,
+         default=True, summary="span_tiny_x3 + 300 iterations of ConvLoRA with output distillation from CFSR x3, "
+                               "no spatial-affinity term (+ the Debian wallpaper photos)"),
+    Ship("span_tiny_x2_distilled", X4_CHAIN + ("span_tiny_x2_2", "dsclora_span_tiny_x2_2_noaff"), "sr", "rgb", 2,
+         default=True, summary="span_tiny_x2 + 300 iterations of ConvLoRA with output distillation from CFSR x2, "
+                               "no spatial-affinity term (+ the Debian wallpaper photos)"),
+    Ship("span_tiny_x3", X4_CHAIN + ("span_tiny_x3_2",), "sr", "rgb", 3,
+         summary="SPAN-tiny (26 ch) x3: span_tiny_x4_3's body, its tail resampled to x3, "
+                 "one cosine cycle (+ skimage photos)"),
+    Ship("span_tiny_x2", X4_CHAIN + ("span_tiny_x2_2",), "sr", "rgb", 2,
+         summary="SPAN-tiny (26 ch) x2: span_tiny_x4_3's body, its tail resampled to x2, "
+                 "one cosine cycle (+ skimage photos)"),
+    Ship("espcn_x4", ("espcn_x4", "espcn_x4_2"), "sr", "y", 4,
+         summary="ESPCN on full-range Y (real time), MSE, two cosine cycles"),
     Ship("espcn_x3", ("espcn_x3",), "sr", "y", 3, summary="ESPCN on full-range Y (real time), MSE"),
     Ship("espcn_x2", ("espcn_x2",), "sr", "y", 2, summary="ESPCN on full-range Y (real time), MSE"),
-    Ship("dncnn_s25", DN_CHAIN_4 + ("dncnn_s25_5",), "denoise", "gray", sigma="25", default=True,
-         summary="DnCNN-S gray, sigma 25, five cosine cycles (the last two in bf16 autocast)"),
+    Ship("dncnn_s25", DN_CHAIN_4 + ("dncnn_s25_5", "dncnn_s25_6"), "denoise", "gray", sigma="25", default=True,
+         summary="DnCNN-S gray, sigma 25, six cosine cycles (the last three in bf16 autocast)"),
     Ship("dncnn_s25_weighted", ("dncnn_s25_weighted",), "denoise", "gray", sigma="25",
          summary="DnCNN-S gray, sigma 25, optimal weighted convolution (budget of dncnn_s25's first cycle)"),
     Ship("dncnn_s15", DN_CHAIN_4 + ("dncnn_s15_2",), "denoise", "gray", sigma="15", default=True,

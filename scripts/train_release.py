@@ -234,6 +234,10 @@ QUEUES: dict[str, list[Stage]] = {
         Stage("dncnn_s25_6", ["datasets.train.batch_size_per_gpu=64", "name=dncnn_s25_6", "train.amp_dtype=bf16", NHWC]
               + cosine(1400, 1.5e-4) + every(700, 100) + warm_start("dncnn_s25_5", strict=True, key="params"),
               opt="dncnn_s25", note="sixth cycle (bf16 autocast, batch 64), warm start: dncnn_s25_5"),
+        # BSD68 28.885 (Set12 29.93) after dncnn_s25_6: a seventh cycle, the same at lr 1e-4
+        Stage("dncnn_s25_7", ["datasets.train.batch_size_per_gpu=64", "name=dncnn_s25_7", "train.amp_dtype=bf16", NHWC]
+              + cosine(1400, 1e-4) + every(700, 100) + warm_start("dncnn_s25_6", strict=True, key="params"),
+              opt="dncnn_s25", note="seventh cycle (bf16 autocast, batch 64), warm start: dncnn_s25_6"),
     ],
     # session 4: a third cycle for the gray sigma-25 default (beside sr_x2 / sr_x3)
     "denoise3": [
