@@ -56,6 +56,21 @@ def skimage_data_dir() -> Path:
     return Path(skimage.__file__).resolve().parent / "data"
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _record_path(dst: Path) -> Path:
+    """``<folder>.json`` beside the folder: what was put in it, from where."""
+    return dst.with_name(dst.name + ".json")
+
+
+def _write_record(dst: Path, sources: dict[str, object]) -> None:
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")  # two training queues may run this at once
+    tmp.write_text(json.dumps(sources, indent=2, ensure_ascii=False) + "\n")
+    tmp.replace(_record_path(dst))
+
+
 def prepare(out: Path = OUT, *, root: Path = ROOT) -> Path:
     """Copy :data:`PHOTOS` into ``root/out`` (skipping files already there with the right hash); return the folder."""
     import skimage
@@ -66,17 +81,14 @@ def prepare(out: Path = OUT, *, root: Path = ROOT) -> Path:
     for name, (licence, source) in PHOTOS.items():
         if not (src / name).is_file():
             raise SystemExit(f"{src / name} is missing from this scikit-image install")
-        digest = hashlib.sha256((src / name).read_bytes()).hexdigest()
+        digest = _sha256(src / name)
         target = dst / name
-        if not target.is_file() or hashlib.sha256(target.read_bytes()).hexdigest() != digest:
+        if not target.is_file() or _sha256(target) != digest:
             tmp = target.with_name(f".{name}.{os.getpid()}.part")  # two training queues may run this at once
             shutil.copyfile(src / name, tmp)
             tmp.replace(target)
         records.append({"file": name, "sha256": digest, "licence": licence, "source": source})
-    sources = {"package": f"scikit-image {skimage.__version__}", "photos": records}
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")
-    tmp.write_text(json.dumps(sources, indent=2) + "\n")
-    tmp.replace(dst.with_name(dst.name + ".json"))
+    _write_record(dst, {"package": f"scikit-image {skimage.__version__}", "photos": records})
     return dst
 
 
@@ -97,10 +109,6 @@ WALLPAPERS: dict[str, str] = {
     "OneStandsOut": "Risto Saukonpää",
     "Path": "Risto Saukonpää",
 }
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def fetch_wallpaper_deb(workdir: Path) -> Path:
@@ -130,17 +138,16 @@ def prepare_wallpapers(out: Path = WALLPAPERS_OUT, *, root: Path = ROOT, deb: Pa
     """Extract :data:`WALLPAPERS` from the package (fetched unless ``deb`` is given) into ``root/out`` as halved
     PNGs and record them in ``<folder>.json``. Does nothing when the record lists every file with its hash."""
     dst = root / out
-    record_path = dst.with_name(dst.name + ".json")
-    if record_path.is_file():
-        done = json.loads(record_path.read_text())["photos"]
+    if _record_path(dst).is_file():
+        done = json.loads(_record_path(dst).read_text())["photos"]
         if len(done) == len(WALLPAPERS) and all(
                 (dst / e["file"]).is_file() and _sha256(dst / e["file"]) == e["sha256"] for e in done):
             return dst
     with tempfile.TemporaryDirectory() as tmpdir:
         work = Path(tmpdir)
         deb = fetch_wallpaper_deb(work) if deb is None else deb
-        if _sha256(deb) != WALLPAPER_DEB_SHA256:
-            raise SystemExit(f"{deb}: sha256 {_sha256(deb)} is not the pinned {WALLPAPER_PACKAGE} "
+        if (digest := _sha256(deb)) != WALLPAPER_DEB_SHA256:
+            raise SystemExit(f"{deb}: sha256 {digest} is not the pinned {WALLPAPER_PACKAGE} "
                              f"{WALLPAPER_VERSION} ({WALLPAPER_DEB_SHA256})")
         subprocess.run(["dpkg-deb", "-x", str(deb), str(work / "x")], check=True)
         base = work / "x" / "usr" / "share" / "wallpapers"
@@ -157,11 +164,8 @@ def prepare_wallpapers(out: Path = WALLPAPERS_OUT, *, root: Path = ROOT, deb: Pa
                             "source": f"usr/share/wallpapers/{name}/contents/images/{largest.name}",
                             "source_sha256": _sha256(largest), "author": author, "licence": "LGPLv3",
                             "processing": "PIL convert('RGB').reduce(2), PNG"})
-    sources = {"package": f"{WALLPAPER_PACKAGE} {WALLPAPER_VERSION} (Debian 12)", "deb_sha256": WALLPAPER_DEB_SHA256,
-               "photos": records}
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")
-    tmp.write_text(json.dumps(sources, indent=2, ensure_ascii=False) + "\n")
-    tmp.replace(record_path)
+    _write_record(dst, {"package": f"{WALLPAPER_PACKAGE} {WALLPAPER_VERSION} (Debian 12)",
+                        "deb_sha256": WALLPAPER_DEB_SHA256, "photos": records})
     return dst
 
 

@@ -47,17 +47,18 @@ def warm_start(name: str, *, strict: bool, key: str = "params_ema") -> list[str]
             f"path.strict_load_g={str(strict).lower()}", f"path.param_key_g={key}"]
 
 
-def fine_tune(opt: str, iters: int, lr: float, start: str, *, suffix: str = "", extra: tuple[str, ...] = ()) -> Stage:
+def fine_tune(opt: str, iters: int, lr: float, start: str, *, suffix: str = "", extra: tuple[str, ...] = (),
+              ckpt: int | None = None) -> Stage:
     """A short denoiser stage (``options/train/{opt}.yml``, experiment ``{opt}{suffix}``) warm-started
-    (strictly, same shapes) from ``start``'s final weights."""
+    (strictly, same shapes) from ``start``'s final weights; checkpoints every ``ckpt`` (default half the stage)."""
     name = opt + suffix
     return Stage(name, DN_DATA + ([f"name={name}"] if suffix else []) + list(extra) + cosine(iters, lr)
-                 + every(iters // 2, iters // 2 if not suffix else 100) + warm_start(start, strict=True, key="params"),
+                 + every(iters // 2, ckpt or iters // 2) + warm_start(start, strict=True, key="params"),
                  opt=opt if suffix else None, note=f"warm start: {start}")
 
 
 def sigma_family(prefix: str, start: str, *, blind_iters: int, blind_every: int, tune_iters: int,
-                 suffix: str = "", extra: tuple[str, ...] = ()) -> list[Stage]:
+                 suffix: str = "", extra: tuple[str, ...] = (), tune_ckpt: int | None = None) -> list[Stage]:
     """The blind model (depth 17, so it can warm-start from ``start``) and the sigma 15 / 50 fine-tunes, all
     from ``start``'s final weights: ``{prefix}_b``, ``{prefix}_s15``, ``{prefix}_s50`` (each + ``suffix``)."""
     blind_name = f"{prefix}_b{suffix}"
@@ -65,8 +66,8 @@ def sigma_family(prefix: str, start: str, *, blind_iters: int, blind_every: int,
                   + ["network_g.num_layers=17"] + cosine(blind_iters, 5e-4) + every(blind_every, 100)
                   + warm_start(start, strict=True, key="params"), opt=f"{prefix}_b" if suffix else None,
                   note=f"depth 17 (not DnCNN-B's 20) so it can warm-start from {start}")
-    return [blind] + [fine_tune(f"{prefix}_s{sigma}", tune_iters, 3e-4, start, suffix=suffix, extra=extra)
-                      for sigma in (15, 50)]
+    return [blind] + [fine_tune(f"{prefix}_s{sigma}", tune_iters, 3e-4, start, suffix=suffix, extra=extra,
+                                ckpt=tune_ckpt) for sigma in (15, 50)]
 
 
 @dataclass(frozen=True)
@@ -93,15 +94,21 @@ X4_BODY = "warm start: span_tiny_x4 body (upsampler re-initialised)"
 X4_BODY_3 = ("warm start: span_tiny_x4_3 (9900 iterations), its x4 sub-pixel tail resampled to the new scale "
              "(path.resample_tail_g)")
 ITERS_X23 = 5000
-NHWC = "train.channels_last=true"  # session 5 on: SPAN-tiny x4 steps 1.41x, DnCNN (bf16) 1.28x faster here
+NHWC = "train.channels_last=true"  # session 5 on (scripts/bench_train_step.py: SPAN-tiny x4 1.60x, DnCNN bf16 1.58x)
 DN_DATA = ["datasets.train.batch_size_per_gpu=32"]
 # from session 4: the option files' three HR folders plus scikit-image's colour photographs
 SHARED_TRAIN = "../shared/data/train"
-SR_GT_PLUS = [f"datasets.train.dataroot_gt=[{SHARED_TRAIN}/T91, {SHARED_TRAIN}/BSD200, {SHARED_TRAIN}/SunHays80_HR, "
-              f"{EXTRA_PHOTOS.as_posix()}]"]
+SHARED_SR = [f"{SHARED_TRAIN}/T91", f"{SHARED_TRAIN}/BSD200", f"{SHARED_TRAIN}/SunHays80_HR"]
+
+
+def dataroot_gt(*folders: str) -> list[str]:
+    return [f"datasets.train.dataroot_gt=[{', '.join(folders)}]"]
+
+
+SR_GT_PLUS = dataroot_gt(*SHARED_SR, EXTRA_PHOTOS.as_posix())
 SR_DATA_PLUS = SR_DATA + SR_GT_PLUS
 # from session 5: also the eight photographs among Debian's plasma-workspace-wallpapers (halved, PNG)
-SR_GT_PLUS2 = [SR_GT_PLUS[0][:-1] + f", {WALLPAPERS_OUT.as_posix()}]"]
+SR_GT_PLUS2 = dataroot_gt(*SHARED_SR, EXTRA_PHOTOS.as_posix(), WALLPAPERS_OUT.as_posix())
 
 # DSCLoRA's layer table without the sub-pixel tail (which reads SPAN's 255-scaled features)
 NO_TAIL_LORA = "{" + ", ".join([f"block_{i}.c{j}_r.eval_conv: [2, 4.0]" for i in range(1, 7) for j in (1, 2, 3)]
@@ -228,7 +235,7 @@ QUEUES: dict[str, list[Stage]] = {
     # session 5 (after "sr4"): the gray blind / sigma-15 / sigma-50 models again, now from dncnn_s25_4 (their first
     # versions started from dncnn_s25_2, 900 iterations in)
     "denoise5": sigma_family("dncnn", "dncnn_s25_4", blind_iters=1600, blind_every=400, tune_iters=800, suffix="_2",
-                             extra=("train.amp_dtype=bf16", NHWC)),
+                             extra=("train.amp_dtype=bf16", NHWC), tune_ckpt=100),
     # session 5 (after "denoise5"): dncnn_s25_5 reached BSD68 28.86 (Set12 29.89); a sixth cycle at batch 64
     "denoise6": [
         Stage("dncnn_s25_6", ["datasets.train.batch_size_per_gpu=64", "name=dncnn_s25_6", "train.amp_dtype=bf16", NHWC]
@@ -255,10 +262,9 @@ def finished(stage: Stage, root: Path) -> bool:
 
 
 def run_stage(stage: Stage, root: Path) -> int:
-    if any(EXTRA_PHOTOS.as_posix() in s for s in stage.sets):
-        prepare_extra_photos(root=ROOT)
-    if any(WALLPAPERS_OUT.as_posix() in s for s in stage.sets):
-        prepare_wallpapers(root=ROOT)
+    for folder, prepare in ((EXTRA_PHOTOS, prepare_extra_photos), (WALLPAPERS_OUT, prepare_wallpapers)):
+        if any(folder.as_posix() in s for s in stage.sets):
+            prepare(root=ROOT)
     cmd = [sys.executable, "-m", "restore.cli", "train", "-opt", stage.option_file, "--root", str(root), "--resume"]
     for s in stage.sets:
         cmd += ["--set", s]

@@ -141,9 +141,10 @@ class RestoreSRModel(SRModel):
             n_train = sum(p.numel() for p in net.parameters() if p.requires_grad)
             self.logger.info(f"ConvLoRA on {len(networks.lora_targets(lora['targets']))} layers; "
                              f"{n_train:,d} trainable of {sum(p.numel() for p in net.parameters()):,d} parameters")
-        self.memory_format = torch.channels_last if opt["train"].get("channels_last") else torch.contiguous_format
+        nhwc = bool(opt["train"].get("channels_last"))
+        self.memory_format = torch.channels_last if nhwc else torch.contiguous_format
         self.net_g = self.model_to_device(net.to(memory_format=self.memory_format))
-        if opt["train"].get("channels_last"):
+        if nhwc:
             self.logger.info("Training in channels-last (NHWC) memory format")
         meta = net.meta
         if meta.task != self.task or (self.task == "sr" and meta.scale != opt["scale"]):

@@ -149,8 +149,8 @@ class TrainOptions:
     # (AMX / AVX512-BF16), no scaler. Check the network's gradients first: DnCNN's stay within cos 0.999 of
     # fp32, SPAN's (255-scaled features mapped straight to the image) do not.
     amp_dtype: Literal["fp16", "bf16"] = "fp16"
-    # NHWC network and batches: one training step of SPAN-tiny x4 1.41x, of DnCNN-17 (bf16) 1.28x faster on
-    # this project's CPU (oneDNN); numerically the same model up to float summation order
+    # NHWC network and batches: faster oneDNN convolutions on CPUs (scripts/bench_train_step.py prints the
+    # ratios); numerically the same model up to float summation order
     channels_last: bool = False
 
 
