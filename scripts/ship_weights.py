@@ -51,16 +51,17 @@ class Ship:
 
 X4_CHAIN = ("span_tiny_x4", "span_tiny_x4_2", "span_tiny_x4_3")  # 9900 iterations: what x2 / x3 warm-start from
 X4_CHAIN_4 = X4_CHAIN + ("span_tiny_x4_4",)  # session 5: a fourth cycle (+ the extra photos), 15900 iterations
+X4_CHAIN_5 = X4_CHAIN_4 + ("span_tiny_x4_5",)  # session 6: a fifth (+ the Debian photos), 22900 iterations
 # the gray sigma-25 model's first four cycles (8100 iterations; the fourth in bf16 autocast, mostly NHWC):
 # the sigma-15 / 50 / blind models are fine-tuned from the fourth
 DN_CHAIN_4 = ("dncnn_s25", "dncnn_s25_2", "dncnn_s25_3", "dncnn_s25_4")
 SHIPS = [
-    Ship("span_tiny_x4_distilled", X4_CHAIN_4 + ("dsclora_span_tiny_x4_4_noaff",), "sr", "rgb", 4, default=True,
+    Ship("span_tiny_x4_distilled", X4_CHAIN_5 + ("dsclora_span_tiny_x4_5_noaff",), "sr", "rgb", 4, default=True,
          summary="span_tiny_x4 + 300 iterations of ConvLoRA (DSCLoRA's layers) with output distillation from CFSR "
                  "x4, no spatial-affinity term (the same stage on span_tiny_x4_3, Set5: affinity weight 0.5 30.73, "
                  "0.05 30.99, none 31.05 dB)"),
-    Ship("span_tiny_x4", X4_CHAIN_4, "sr", "rgb", 4,
-         summary="SPAN-tiny (26 ch): L1 from scratch, four cosine cycles (the distilled model's student)"),
+    Ship("span_tiny_x4", X4_CHAIN_5, "sr", "rgb", 4,
+         summary="SPAN-tiny (26 ch): L1 from scratch, five cosine cycles (the distilled model's student)"),
     Ship("span_tiny_x4_dsclora", ("span_tiny_x4", "dsclora_span_tiny_x4"), "sr", "rgb", 4,
          summary="span_tiny_x4 + a 200-iteration DSCLoRA stage (ConvLoRA rank 8/2 + output and spatial-affinity "
                  "distillation from CFSR x4); not the default: it scored below span_tiny_x4"),
@@ -76,12 +77,13 @@ SHIPS = [
     Ship("span_tiny_x2", X4_CHAIN + ("span_tiny_x2_2",), "sr", "rgb", 2,
          summary="SPAN-tiny (26 ch) x2: span_tiny_x4_3's body, its tail resampled to x2, "
                  "one cosine cycle (+ skimage photos)"),
-    Ship("espcn_x4", ("espcn_x4", "espcn_x4_2"), "sr", "y", 4,
-         summary="ESPCN on full-range Y (real time), MSE, two cosine cycles"),
+    Ship("espcn_x4", ("espcn_x4", "espcn_x4_2", "espcn_x4_3"), "sr", "y", 4,
+         summary="ESPCN on full-range Y (real time), MSE, three cosine cycles"),
     Ship("espcn_x3", ("espcn_x3",), "sr", "y", 3, summary="ESPCN on full-range Y (real time), MSE"),
     Ship("espcn_x2", ("espcn_x2",), "sr", "y", 2, summary="ESPCN on full-range Y (real time), MSE"),
-    Ship("dncnn_s25", DN_CHAIN_4 + ("dncnn_s25_5", "dncnn_s25_6", "dncnn_s25_7"), "denoise", "gray", sigma="25",
-         default=True, summary="DnCNN-S gray, sigma 25, seven cosine cycles (the last four in bf16 autocast)"),
+    Ship("dncnn_s25", DN_CHAIN_4 + ("dncnn_s25_5", "dncnn_s25_6", "dncnn_s25_7", "dncnn_s25_8"), "denoise", "gray",
+         sigma="25", default=True, summary="DnCNN-S gray, sigma 25, eight cosine cycles (the last five in bf16 "
+         "autocast; the eighth adds the SR training photographs in gray)"),
     Ship("dncnn_s25_weighted", ("dncnn_s25_weighted",), "denoise", "gray", sigma="25",
          summary="DnCNN-S gray, sigma 25, optimal weighted convolution (budget of dncnn_s25's first cycle)"),
     Ship("dncnn_s15", DN_CHAIN_4 + ("dncnn_s15_2",), "denoise", "gray", sigma="15", default=True,

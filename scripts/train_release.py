@@ -126,6 +126,21 @@ def dsclora(student: str, scale: int, *, gt_size: int, iters: int = 300, variant
                  opt=f"dsclora_span_tiny_x{scale}", note=f"DSCLoRA stage on {student} {variant}".strip())
 
 
+ORDINALS = {5: "fifth", 6: "sixth", 7: "seventh", 8: "eighth"}
+
+
+def x4_cycle(n: int, *, iters: int, lr: float) -> list[Stage]:
+    """Cosine cycle ``n`` (5, 6, ...) of the x4 student on the SR photographs, warm-started from cycle ``n - 1``'s
+    raw weights, then its no-affinity DSCLoRA stage."""
+    name, prev = f"span_tiny_x4_{n}", f"span_tiny_x4_{n - 1}"
+    return [
+        Stage(name, SR_DATA + SR_GT_PLUS2 + [f"name={name}", "datasets.train.gt_size=128", NHWC]
+              + cosine(iters, lr) + every(500, 100) + warm_start(prev, strict=True, key="params"),
+              opt="span_tiny_x4", note=f"{ORDINALS[n]} cosine cycle, warm start: {prev} (raw weights)"),
+        dsclora(name, 4, gt_size=128, variant="_noaff", sets=("train.affinity_opt=~", NHWC), data=tuple(SR_GT_PLUS2)),
+    ]
+
+
 QUEUES: dict[str, list[Stage]] = {
     # the default SR models: SPAN-tiny x4 from scratch, its DSCLoRA stage, then x3/x2 warm-started from x4's body
     "sr": [
@@ -246,6 +261,47 @@ QUEUES: dict[str, list[Stage]] = {
               + cosine(1400, 1e-4) + every(700, 100) + warm_start("dncnn_s25_6", strict=True, key="params"),
               opt="dncnn_s25", note="seventh cycle (bf16 autocast, batch 64), warm start: dncnn_s25_6"),
     ],
+    # session 6: a fifth cosine cycle for x4 (span_tiny_x4_4 gained 0.14 dB on Set5 from 6000 iterations), now with
+    # the Debian photographs too, then its no-affinity DSCLoRA stage
+    "sr5": x4_cycle(5, iters=7000, lr=3e-4),
+    # session 6 (beside "sr5"): dncnn_s25_7 reached BSD68 28.888, and short restarts now add little (+0.025, +0.003)
+    # and re-estimating the BatchNorm statistics precisely changed nothing (28.887): one longer cycle at batch 64 on
+    # Train400 plus the colour training photographs in gray (BT.601 luma), none from any test set
+    "denoise7": [
+        Stage("dncnn_s25_8", ["datasets.train.batch_size_per_gpu=64", "name=dncnn_s25_8", "train.amp_dtype=bf16", NHWC]
+              + dataroot_gt(f"{SHARED_TRAIN}/Train400", *SHARED_SR, EXTRA_PHOTOS.as_posix(), WALLPAPERS_OUT.as_posix())
+              + cosine(5000, 1.5e-4) + every(1000, 100) + warm_start("dncnn_s25_7", strict=True, key="params"),
+              opt="dncnn_s25", note="eighth cycle (bf16 autocast, batch 64, Train400 + the SR training photographs "
+              "in gray), warm start: dncnn_s25_7"),
+    ],
+    # session 6 (after "sr5"): a third cosine cycle for ESPCN x4 (the second gained 0.22 dB on Set5), batch 64
+    "fast6": [
+        Stage("espcn_x4_3", SR_GT_PLUS2 + ["name=espcn_x4_3", "datasets.train.batch_size_per_gpu=64", NHWC]
+              + cosine(20000, 4e-4) + every(2500, 1000) + warm_start("espcn_x4_2", strict=True, key="params_ema"),
+              opt="espcn_x4", note="third cosine cycle (batch 64), warm start: espcn_x4_2 (EMA weights, as shipped)"),
+    ],
+    # session 6 (after "denoise7"): the weighted-vs-plain comparison again at four times the budget (2000 iterations
+    # from scratch each, bf16 autocast + NHWC for both), to see whether the 500-iteration gap is only a head start
+    "weighted2": [
+        Stage(f"{opt}_2k", DN_DATA + [f"name={opt}_2k", "train.amp_dtype=bf16", NHWC] + cosine(2000, 1e-3)
+              + every(1000, 100), opt=opt, note="from scratch, 2000 iterations (weighted-convolution comparison)")
+        for opt in ("dncnn_s25", "dncnn_s25_weighted")
+    ],
+    # session 7: espcn_x4_3 gained another 0.09 dB on Set5 (30.26): a fourth, longer cycle at a lower peak rate
+    "fast7": [
+        Stage("espcn_x4_4", SR_GT_PLUS2 + ["name=espcn_x4_4", "datasets.train.batch_size_per_gpu=64", NHWC]
+              + cosine(30000, 3e-4) + every(2500, 1000) + warm_start("espcn_x4_3", strict=True, key="params_ema"),
+              opt="espcn_x4", note="fourth cosine cycle (batch 64), warm start: espcn_x4_3 (EMA weights)"),
+    ],
+    # session 7 (after "fast7"): espcn_x4_4 gained 0.06 dB on Set5 (30.32): a fifth cycle, the same at lr 2e-4
+    "fast8": [
+        Stage("espcn_x4_5", SR_GT_PLUS2 + ["name=espcn_x4_5", "datasets.train.batch_size_per_gpu=64", NHWC]
+              + cosine(30000, 2e-4) + every(2500, 1000) + warm_start("espcn_x4_4", strict=True, key="params_ema"),
+              opt="espcn_x4", note="fifth cosine cycle (batch 64), warm start: espcn_x4_4 (EMA weights)"),
+    ],
+    # session 7 (beside "fast7"): a sixth cosine cycle for x4 (the fifth gained 0.03 dB on Set5) at a lower peak
+    # rate, then its no-affinity DSCLoRA stage
+    "sr6": x4_cycle(6, iters=6000, lr=2e-4),
     # session 4: a third cycle for the gray sigma-25 default (beside sr_x2 / sr_x3)
     "denoise3": [
         Stage("dncnn_s25_3", DN_DATA + ["name=dncnn_s25_3"] + cosine(1200, 3e-4) + every(400, 100)

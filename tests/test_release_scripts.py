@@ -18,6 +18,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
+import make_results  # noqa: E402
 import prepare_extra_data  # noqa: E402
 import ship_weights  # noqa: E402
 import train_release  # noqa: E402
@@ -48,14 +49,15 @@ def test_shipped_models_name_real_stages() -> None:
 
 
 @pytest.mark.parametrize("folder", [prepare_extra_data.OUT, prepare_extra_data.WALLPAPERS_OUT])
-def test_sr_stages_with_extra_photos_list_the_folder(folder: Path) -> None:
+def test_stages_with_extra_photos_list_the_folder(folder: Path) -> None:
     extra = folder.as_posix()
     users = [s for s in train_release.STAGES.values() if any(extra in x for x in s.sets)]
     assert users, f"no stage trains on {extra}"
     for stage in users:
         opts = load_options(ROOT / stage.option_file, stage.sets, check_classes=False)
         roots = [str(r) for r in opts.datasets["train"].dataroot_gt]
-        assert extra in roots and len(roots) in (4, 5)
+        assert extra in roots and len(roots) == len(set(roots)), roots
+        # the extra photographs are added to the shared training sets, never replace them
         assert all(r in roots for r in ("../shared/data/train/T91", "../shared/data/train/BSD200"))
 
 
@@ -133,3 +135,16 @@ def test_bench_train_step_times_every_case(capsys: pytest.CaptureFixture[str], m
     assert bench_train_step.main(["--repeat", "1"]) == 0
     out = capsys.readouterr().out
     assert "span_tiny_x4" in out and "dncnn_17" in out and out.count("bf16 NHWC") == 1
+
+
+def test_budget_note_reads_the_manifest() -> None:
+    """The README's training paragraph is rendered from the shipped manifest, so its figures follow the weights."""
+    models = json.loads((ROOT / "restore" / "weights" / "manifest.json").read_text())["models"]
+    x4 = next(m for m in models if m["name"] == "span_tiny_x4_distilled")
+    student = [s for s in x4["stages"] if s["option_file"].endswith("/span_tiny_x4.yml")]
+    note = " ".join(make_results.budget_note(models).split())
+    assert f"({sum(s['iterations'] for s in student):,} iterations of L1 in" in note
+    assert f"{sum(s['wall_seconds'] for s in x4['stages']) / 3600:.1f} h for the default x4 model" in note
+    assert make_results.budget_note([m for m in models if m["name"] != "span_tiny_x4_distilled"]) == ""
+    readme = (ROOT / "README.md").read_text()
+    assert "<!-- results-budget:begin -->" in readme and "<!-- results-budget:end -->" in readme
