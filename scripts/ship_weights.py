@@ -29,7 +29,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from train_release import STAGES  # noqa: E402
+from train_release import SHIPPED_7, STAGES  # noqa: E402
 
 WEIGHTS = ROOT / "restore" / "weights"
 MANIFEST = WEIGHTS / "manifest.json"
@@ -52,6 +52,8 @@ class Ship:
 X4_CHAIN = ("span_tiny_x4", "span_tiny_x4_2", "span_tiny_x4_3")  # 9900 iterations: what x2 / x3 warm-start from
 X4_CHAIN_4 = X4_CHAIN + ("span_tiny_x4_4",)  # session 5: a fourth cycle (+ the extra photos), 15900 iterations
 X4_CHAIN_5 = X4_CHAIN_4 + ("span_tiny_x4_5",)  # session 6: a fifth (+ the Debian photos), 22900 iterations
+# the last cycle warm-started from the float16 file shipped in session 7, whose experiment folders were lost
+FROM_SHIPPED_7 = f" (the last warm-started from the float16 file shipped in {SHIPPED_7})"
 # the gray sigma-25 model's first four cycles (8100 iterations; the fourth in bf16 autocast, mostly NHWC):
 # the sigma-15 / 50 / blind models are fine-tuned from the fourth
 DN_CHAIN_4 = ("dncnn_s25", "dncnn_s25_2", "dncnn_s25_3", "dncnn_s25_4")
@@ -77,10 +79,12 @@ SHIPS = [
     Ship("span_tiny_x2", X4_CHAIN + ("span_tiny_x2_2",), "sr", "rgb", 2,
          summary="SPAN-tiny (26 ch) x2: span_tiny_x4_3's body, its tail resampled to x2, "
                  "one cosine cycle (+ skimage photos)"),
-    Ship("espcn_x4", ("espcn_x4", "espcn_x4_2", "espcn_x4_3"), "sr", "y", 4,
-         summary="ESPCN on full-range Y (real time), MSE, three cosine cycles"),
-    Ship("espcn_x3", ("espcn_x3",), "sr", "y", 3, summary="ESPCN on full-range Y (real time), MSE"),
-    Ship("espcn_x2", ("espcn_x2",), "sr", "y", 2, summary="ESPCN on full-range Y (real time), MSE"),
+    Ship("espcn_x4", ("espcn_x4", "espcn_x4_2", "espcn_x4_3", "espcn_x4_4r"), "sr", "y", 4,
+         summary=f"ESPCN on full-range Y (real time), MSE, four cosine cycles{FROM_SHIPPED_7}"),
+    Ship("espcn_x3", ("espcn_x3", "espcn_x3_2"), "sr", "y", 3,
+         summary=f"ESPCN on full-range Y (real time), MSE, two cosine cycles{FROM_SHIPPED_7}"),
+    Ship("espcn_x2", ("espcn_x2", "espcn_x2_2"), "sr", "y", 2,
+         summary=f"ESPCN on full-range Y (real time), MSE, two cosine cycles{FROM_SHIPPED_7}"),
     Ship("dncnn_s25", DN_CHAIN_4 + ("dncnn_s25_5", "dncnn_s25_6", "dncnn_s25_7", "dncnn_s25_8"), "denoise", "gray",
          sigma="25", default=True, summary="DnCNN-S gray, sigma 25, eight cosine cycles (the last five in bf16 "
          "autocast; the eighth adds the SR training photographs in gray)"),
@@ -142,12 +146,17 @@ def stage_record(name: str, exp_root: Path) -> dict[str, object] | None:
             "train_data": data, "weights": key, "checkpoint": str(exp / "models" / str(state["model_file"]))}
 
 
-def ship_one(ship: Ship, exp_root: Path, *, partial: bool) -> dict[str, object] | None:
+def ship_one(ship: Ship, exp_root: Path, *, partial: bool,
+             recorded: dict[str, dict[str, object]] | None = None) -> dict[str, object] | None:
+    """Export ``ship``'s last stage and describe its chain. ``recorded``: stage records from the manifest already
+    shipped, used for the earlier stages whose experiment folders are gone (the last one must be on disk)."""
     from restore.export import export
     from restore.ops.cpu import cpu_info
     from restore.weights import load_model
 
-    records = [stage_record(s, exp_root) for s in ship.stages]
+    recorded = recorded or {}
+    records = [stage_record(s, exp_root) or (recorded.get(s) if i < len(ship.stages) - 1 else None)
+               for i, s in enumerate(ship.stages)]
     if any(r is None for r in records) or (not partial and not all(r["finished"] for r in records)):
         return None
     out = WEIGHTS / f"{ship.name}.pth"
@@ -182,10 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     old = {m["name"]: m for m in json.loads(MANIFEST.read_text())["models"]} if MANIFEST.is_file() else {}
     models = dict(old)
+    recorded = {str(r["stage"]): r for m in old.values() for r in m.get("stages", [])}
     for ship in SHIPS:
         if a.only and ship.name not in a.only:
             continue
-        entry = ship_one(ship, a.root, partial=a.partial)
+        entry = ship_one(ship, a.root, partial=a.partial, recorded=recorded)
         if entry is None:
             print(f"{ship.name}: not trained yet (or unfinished; --partial ships it anyway)")
             continue

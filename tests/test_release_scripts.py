@@ -33,9 +33,32 @@ def test_every_stage_validates(name: str) -> None:
     assert opts.name == name  # experiments/<name> is where ship_weights looks
     assert opts.train.total_iter == stage.total_iter
     warm = [s.split("=", 1)[1] for s in stage.sets if s.startswith("path.pretrain_network_g=")]
-    for path in warm:  # a warm start reads another stage's final weights
+    for path in warm:  # a warm start reads another stage's final weights, or a model as shipped at a commit
+        if path.startswith(train_release.RELEASES.as_posix() + "/"):
+            assert Path(path).stem in {s.name for s in ship_weights.SHIPS}
+            continue
         start = Path(path).parts[1]
         assert start in train_release.STAGES and start != name
+
+
+def _has_commit(commit: str) -> bool:
+    probe = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=ROOT, capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _has_commit(train_release.SHIPPED_7), reason="git history without the session-7 release commit "
+                    "(shallow clone)")
+def test_extract_release_checks_the_manifest_of_that_commit(tmp_path: Path) -> None:
+    out = tmp_path / train_release.SHIPPED_7 / "espcn_x2.pth"
+    train_release.extract_release(out)
+    blob = subprocess.run(["git", "show", f"{train_release.SHIPPED_7}:restore/weights/manifest.json"], cwd=ROOT,
+                          check=True, capture_output=True).stdout
+    want = next(m["sha256"] for m in json.loads(blob)["models"] if m["name"] == "espcn_x2")
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == want
+    assert set(torch.load(out, map_location="cpu", weights_only=True)) >= {"conv1.weight", "conv3.bias"}
+    with pytest.raises(SystemExit, match="espcn_x9"):  # not shipped at that commit: a clear error, no file
+        train_release.extract_release(tmp_path / train_release.SHIPPED_7 / "espcn_x9.pth")
+    assert not (tmp_path / train_release.SHIPPED_7 / "espcn_x9.pth").exists()
 
 
 def test_shipped_models_name_real_stages() -> None:
@@ -148,3 +171,16 @@ def test_budget_note_reads_the_manifest() -> None:
     assert make_results.budget_note([m for m in models if m["name"] != "span_tiny_x4_distilled"]) == ""
     readme = (ROOT / "README.md").read_text()
     assert "<!-- results-budget:begin -->" in readme and "<!-- results-budget:end -->" in readme
+
+
+def test_comparison_rows_come_from_the_cache_without_checkpoints(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    """The weighted-vs-plain table survives the (uncommitted) training checkpoints: cached figures are shown,
+    nothing is evaluated, and a row with neither checkpoint nor figures is left out."""
+    monkeypatch.setattr(make_results, "ROOT", tmp_path)  # no experiments/ here
+    monkeypatch.setattr(make_results, "restore_eval", lambda *a, **k: pytest.fail("evaluated without a checkpoint"))
+    cache = make_results.load_cache()
+    rows = make_results.comparison_rows(cache)
+    assert len(rows) == 2 + len(make_results.COMPARISON)
+    assert all("—" not in r for r in rows[2:]), rows
+    assert len(make_results.comparison_rows({})) == 2
