@@ -12,6 +12,17 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+def _bf16_convolutions() -> bool:
+    from restore.ops.cpu import bf16_convolutions
+
+    return bf16_convolutions()
+
+
+# bf16 on the CPU: oneDNN needs AVX512-BW/VL/DQ or AVX-NE-CONVERT (an AVX2-only CI box has neither)
+needs_bf16_cpu = pytest.mark.skipif(not _bf16_convolutions(), reason="this CPU runs no bfloat16 convolutions "
+                                    "(oneDNN needs AVX512-BW/VL/DQ or AVX-NE-CONVERT)")
+
+
 def shared_path(*parts: str) -> Path:
     """Path inside ../shared; skip the calling test with a clear reason when absent."""
     p = SHARED.joinpath(*parts)

@@ -91,6 +91,16 @@ def native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+def bf16_convolutions(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether torch's oneDNN runs bfloat16 convolutions on this CPU at all: on x86 it needs AVX512-BW/VL/DQ
+    or AVX-NE-CONVERT (an AVX2-only CPU raises "bf16 path needs the cpu support ..."); :func:`native_bf16`
+    says whether they are also fast. Other architectures (no x86 flags to read) are assumed able."""
+    flags = cpu_info(cpuinfo)[1]
+    if not any(f.startswith(("avx", "sse")) for f in flags):
+        return True
+    return {"avx512bw", "avx512vl", "avx512dq"} <= flags or "avx_ne_convert" in flags
+
+
 def deploy_copy(model: nn.Module) -> nn.Module:
     """An eval-mode float32 copy with LoRA merged and every re-parameterisation fused (``fuse()``)."""
     from restore.archs.lora import merge_conv_lora

@@ -19,6 +19,7 @@ from restore.archs.imdn import IMDN_RTC
 from restore.archs.span import SPAN
 from restore.engine import restorer as restorer_mod
 from restore.engine.restorer import Restorer, RunStats
+from tests.conftest import needs_bf16_cpu
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
 needs_ort = pytest.mark.skipif(not HAS_ORT, reason="onnxruntime/onnx not installed (optional extra)")
@@ -152,6 +153,7 @@ def test_int8_calibration_images(tmp_path) -> None:  # noqa: ANN001
     assert out.shape == (100, 122, 3) and np.isfinite(out).all()
 
 
+@needs_bf16_cpu
 def test_bf16_runs_fused_channels_last_with_fp32_retry() -> None:
     model = _span()
     img = _image((30, 27, 3))
@@ -170,6 +172,7 @@ def _has_conv_act(net: nn.Module) -> bool:
     return any(isinstance(m, ConvAct) for m in net.modules())
 
 
+@needs_bf16_cpu
 @pytest.mark.parametrize("winner", ["fused", "unfused"])
 def test_bf16_keeps_the_faster_of_fused_and_unfused(winner: str, monkeypatch: pytest.MonkeyPatch,
                                                     caplog: pytest.LogCaptureFixture) -> None:

@@ -18,6 +18,7 @@ from restore.archs.espcn import ESPCN
 from restore.archs.imdn import IMDN, IMDN_RTC
 from restore.engine import restorer as restorer_mod
 from restore.engine.restorer import Restorer, RunStats, resolve_device, resolve_precision
+from tests.conftest import needs_bf16_cpu
 
 
 def _image(shape: tuple[int, ...], dtype: type = np.float32, seed: int = 0) -> np.ndarray:
@@ -131,7 +132,7 @@ def _dncnn() -> nn.Module:
 
 
 @pytest.mark.parametrize("make", [_rtc, _imdn, _cfsr, _espcn, _dncnn])
-@pytest.mark.parametrize(("precision", "atol"), [("fp16", 1e-2), ("bf16", 6e-2)])
+@pytest.mark.parametrize(("precision", "atol"), [("fp16", 1e-2), pytest.param("bf16", 6e-2, marks=needs_bf16_cpu)])
 def test_low_precision_runs_on_cpu(make, precision: str, atol: float) -> None:  # noqa: ANN001
     model = make()
     img = _image((13, 11, 3))
@@ -202,9 +203,15 @@ def test_bf16_is_checked_too() -> None:
 # ---------------------------------------------------------------------------- unsupported precisions
 
 
-@pytest.mark.parametrize(("precision", "name", "hint"), [("fp16", "Half", "bf16"), ("bf16", "BFloat16", "fp32")])
-def test_missing_kernel_is_a_clear_error(precision: str, name: str, hint: str) -> None:
-    model = _NoHalfKernel(_rtc(), f"\"slow_conv2d_cpu\" not implemented for '{name}'")
+@pytest.mark.parametrize(("precision", "error", "hint"), [
+    ("fp16", "\"slow_conv2d_cpu\" not implemented for 'Half'", "bf16"),
+    ("bf16", "\"slow_conv2d_cpu\" not implemented for 'BFloat16'", "fp32"),
+    # oneDNN on an AVX2-only x86 CPU
+    ("bf16", "mkldnn_convolution: bf16 path needs the cpu support avx_ne_convert or avx512bw, avx512vl and avx512dq",
+     "fp32"),
+])
+def test_missing_kernel_is_a_clear_error(precision: str, error: str, hint: str) -> None:
+    model = _NoHalfKernel(_rtc(), error)
     with pytest.raises(ValueError, match=f"precision='{precision}' does not work on cpu.*{hint}"):
         Restorer(model, device="cpu", precision=precision)  # type: ignore[arg-type]
     assert Restorer(model, device="cpu", precision="fp32").precision == "fp32"

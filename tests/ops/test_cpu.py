@@ -12,6 +12,7 @@ from torch import nn
 from restore.archs.espcn import ESPCN
 from restore.archs.span import SPAN
 from restore.ops.cpu import calibration_inputs, deploy_copy, optimize_for_inference
+from tests.conftest import needs_bf16_cpu
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
 needs_ort = pytest.mark.skipif(not HAS_ORT, reason="onnxruntime/onnx not installed (optional extra)")
@@ -53,6 +54,7 @@ def test_onnxruntime_fp32_matches_torch(make) -> None:
         assert (y - ref).abs().max().item() < 1e-4 * max(1.0, ref.abs().max().item())
 
 
+@needs_bf16_cpu
 def test_torch_backends_fp32_and_bf16() -> None:
     net = ESPCN(scale=2, features=(8, 4)).eval()
     x = torch.rand(1, 1, 11, 7)
@@ -118,6 +120,16 @@ def test_native_bf16_reads_the_cpu_flags(tmp_path) -> None:
     assert cpu_info(tmp_path / "missing")[1] == frozenset() and cpu_info(tmp_path / "missing")[0]
 
 
+def test_bf16_convolutions_reads_the_cpu_flags(tmp_path) -> None:
+    from restore.ops.cpu import bf16_convolutions
+
+    for flags, expected in (("fpu sse avx avx2 fma", False), ("fpu avx2 avx512f avx512bw avx512vl avx512dq", True),
+                            ("fpu avx2 avx512f avx512bw", False), ("fpu avx2 avx_ne_convert", True),
+                            ("fp asimd bf16", True)):  # not x86: no flags to judge by
+        (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        assert bf16_convolutions(tmp_path / "cpuinfo") is expected, flags
+
+
 @needs_ort
 def test_ort_workers_sleep_when_openmp_is_passive(monkeypatch) -> None:
     from restore.ops.cpu import export_onnx, ort_session
@@ -174,9 +186,11 @@ def test_conv_activation_fusion_equals_unfused(shape) -> None:
                 assert (m.reference(m.conv(x)) - m(x)).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("make", [lambda: ESPCN(scale=3, features=(8, 4)), lambda: deploy_copy(_span_train()),
-                                  lambda: deploy_copy(_dncnn()), lambda: _imdn_rtc(), lambda: _imdn(),
-                                  lambda: deploy_copy(_cfsr())])
+NETWORKS = [lambda: ESPCN(scale=3, features=(8, 4)), lambda: deploy_copy(_span_train()), lambda: deploy_copy(_dncnn()),
+            lambda: _imdn_rtc(), lambda: _imdn(), lambda: deploy_copy(_cfsr())]
+
+
+@pytest.mark.parametrize("make", NETWORKS)
 def test_conv_activation_fusion_on_the_networks(make) -> None:
     from restore.ops.cpu import fuse_conv_activations
 
@@ -186,6 +200,16 @@ def test_conv_activation_fusion_on_the_networks(make) -> None:
     x = torch.rand(1, net.meta.in_channels, 11, 13)
     with torch.inference_mode():
         assert (fused(x) - net(x)).abs().max() < 1e-5
+
+
+@needs_bf16_cpu
+@pytest.mark.parametrize("make", NETWORKS)
+def test_conv_activation_fusion_on_the_networks_in_bf16(make) -> None:
+    from restore.ops.cpu import fuse_conv_activations
+
+    net = make().eval()
+    x = torch.rand(1, net.meta.in_channels, 11, 13)
+    with torch.inference_mode():
         xb = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
         nb = copy.deepcopy(net).to(torch.bfloat16).to(memory_format=torch.channels_last)
         ref, got = nb(xb).float(), fuse_conv_activations(nb)(xb).float()
