@@ -33,9 +33,8 @@ AUTO_PRECISION = ("fp16 on CUDA for half-safe models, on the CPU the fastest fp3
 
 def _add_precision_args(p: argparse.ArgumentParser, *, default: str = "auto", auto: str = AUTO_PRECISION) -> None:
     p.add_argument("--precision", default=default, choices=PRECISION_CHOICES,
-                   help=f"auto: {auto}; bf16: faster on CPUs with "
-                        f"AVX512_BF16/AMX, ~0.01-0.07 dB lower; int8: CPU, ONNX Runtime, 0.1-1.9 dB lower (default "
-                        f"{default})")
+                   help=f"auto: {auto}; bf16: faster on CPUs with AVX512_BF16/AMX, ~0.01-0.07 dB lower, "
+                        f"unavailable on AVX2-only CPUs; int8: CPU, ONNX Runtime, 0.1-1.9 dB lower (default {default})")
     p.add_argument("--calib", metavar="DIR", default=None,
                    help="--precision int8: calibrate on these typical input images (used at their size; default: "
                         "crops of the first image / frames being processed)")
