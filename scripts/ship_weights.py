@@ -52,8 +52,11 @@ class Ship:
 X4_CHAIN = ("span_tiny_x4", "span_tiny_x4_2", "span_tiny_x4_3")  # 9900 iterations: what x2 / x3 warm-start from
 X4_CHAIN_4 = X4_CHAIN + ("span_tiny_x4_4",)  # session 5: a fourth cycle (+ the extra photos), 15900 iterations
 X4_CHAIN_5 = X4_CHAIN_4 + ("span_tiny_x4_5",)  # session 6: a fifth (+ the Debian photos), 22900 iterations
-# the last cycle warm-started from the float16 file shipped in session 7, whose experiment folders were lost
-FROM_SHIPPED_7 = f" (the last warm-started from the float16 file shipped in {SHIPPED_7})"
+# session 8 continued ESPCN from the float16 files shipped in session 7, whose experiment folders were lost
+
+
+def from_shipped_7(cycle: str) -> str:
+    return f" (the {cycle} warm-started from the float16 file shipped in {SHIPPED_7})"
 # the gray sigma-25 model's first four cycles (8100 iterations; the fourth in bf16 autocast, mostly NHWC):
 # the sigma-15 / 50 / blind models are fine-tuned from the fourth
 DN_CHAIN_4 = ("dncnn_s25", "dncnn_s25_2", "dncnn_s25_3", "dncnn_s25_4")
@@ -80,11 +83,11 @@ SHIPS = [
          summary="SPAN-tiny (26 ch) x2: span_tiny_x4_3's body, its tail resampled to x2, "
                  "one cosine cycle (+ skimage photos)"),
     Ship("espcn_x4", ("espcn_x4", "espcn_x4_2", "espcn_x4_3", "espcn_x4_4r"), "sr", "y", 4,
-         summary=f"ESPCN on full-range Y (real time), MSE, four cosine cycles{FROM_SHIPPED_7}"),
-    Ship("espcn_x3", ("espcn_x3", "espcn_x3_2"), "sr", "y", 3,
-         summary=f"ESPCN on full-range Y (real time), MSE, two cosine cycles{FROM_SHIPPED_7}"),
-    Ship("espcn_x2", ("espcn_x2", "espcn_x2_2"), "sr", "y", 2,
-         summary=f"ESPCN on full-range Y (real time), MSE, two cosine cycles{FROM_SHIPPED_7}"),
+         summary="ESPCN on full-range Y (real time), MSE, four cosine cycles" + from_shipped_7("fourth")),
+    Ship("espcn_x3", ("espcn_x3", "espcn_x3_2", "espcn_x3_3"), "sr", "y", 3,
+         summary="ESPCN on full-range Y (real time), MSE, three cosine cycles" + from_shipped_7("second")),
+    Ship("espcn_x2", ("espcn_x2", "espcn_x2_2", "espcn_x2_3"), "sr", "y", 2,
+         summary="ESPCN on full-range Y (real time), MSE, three cosine cycles" + from_shipped_7("second")),
     Ship("dncnn_s25", DN_CHAIN_4 + ("dncnn_s25_5", "dncnn_s25_6", "dncnn_s25_7", "dncnn_s25_8"), "denoise", "gray",
          sigma="25", default=True, summary="DnCNN-S gray, sigma 25, eight cosine cycles (the last five in bf16 "
          "autocast; the eighth adds the SR training photographs in gray)"),
