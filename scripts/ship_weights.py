@@ -37,6 +37,11 @@ EMA_SETTLED = 1e-3  # ship the EMA only once decay**iterations (the initial weig
 TIME_RE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ INFO: ")
 
 
+def from_shipped_7(cycle: str) -> str:
+    """Session 8 continued ESPCN from the float16 files shipped in session 7, whose experiment folders were lost."""
+    return f" (the {cycle} warm-started from the float16 file shipped in {SHIPPED_7})"
+
+
 @dataclass(frozen=True)
 class Ship:
     name: str
@@ -52,11 +57,6 @@ class Ship:
 X4_CHAIN = ("span_tiny_x4", "span_tiny_x4_2", "span_tiny_x4_3")  # 9900 iterations: what x2 / x3 warm-start from
 X4_CHAIN_4 = X4_CHAIN + ("span_tiny_x4_4",)  # session 5: a fourth cycle (+ the extra photos), 15900 iterations
 X4_CHAIN_5 = X4_CHAIN_4 + ("span_tiny_x4_5",)  # session 6: a fifth (+ the Debian photos), 22900 iterations
-# session 8 continued ESPCN from the float16 files shipped in session 7, whose experiment folders were lost
-
-
-def from_shipped_7(cycle: str) -> str:
-    return f" (the {cycle} warm-started from the float16 file shipped in {SHIPPED_7})"
 # the gray sigma-25 model's first four cycles (8100 iterations; the fourth in bf16 autocast, mostly NHWC):
 # the sigma-15 / 50 / blind models are fine-tuned from the fourth
 DN_CHAIN_4 = ("dncnn_s25", "dncnn_s25_2", "dncnn_s25_3", "dncnn_s25_4")
@@ -208,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         models[ship.name] = entry
         print(f"{ship.name}: {entry['file']} {entry['bytes']:,} bytes, {entry['iterations']} iterations"
               f"{'' if entry['finished'] else ' (unfinished)'}")
+    for ship in SHIPS:  # entries not re-exported this run still follow the release plan's default and summary
+        if ship.name in models:
+            models[ship.name] |= {"default": ship.default, "summary": ship.summary}
     order = [s.name for s in SHIPS]
     for gone in [n for n in models if n not in order]:  # no longer in the release: drop entry and file
         (WEIGHTS / str(models.pop(gone)["file"])).unlink(missing_ok=True)

@@ -164,6 +164,14 @@ def dsclora(student: str, scale: int, *, gt_size: int, iters: int = 300, variant
 
 SHIPPED_7 = "037c300"  # the last commit of session 7
 
+
+def espcn_cycle(name: str, scale: int, *, iters: int, lr: float, start: list[str], note: str,
+                val: int = 2500) -> Stage:
+    """A cosine cycle of ESPCN x``scale`` (batch 64, NHWC) on the SR photographs, warm-started by ``start``."""
+    return Stage(name, SR_GT_PLUS2 + [f"name={name}", "datasets.train.batch_size_per_gpu=64", NHWC]
+                 + cosine(iters, lr) + every(val, 1000) + start, opt=f"espcn_x{scale}", note=note)
+
+
 ORDINALS = {5: "fifth", 6: "sixth", 7: "seventh", 8: "eighth"}
 
 
@@ -314,9 +322,8 @@ QUEUES: dict[str, list[Stage]] = {
     ],
     # session 6 (after "sr5"): a third cosine cycle for ESPCN x4 (the second gained 0.22 dB on Set5), batch 64
     "fast6": [
-        Stage("espcn_x4_3", SR_GT_PLUS2 + ["name=espcn_x4_3", "datasets.train.batch_size_per_gpu=64", NHWC]
-              + cosine(20000, 4e-4) + every(2500, 1000) + warm_start("espcn_x4_2", strict=True, key="params_ema"),
-              opt="espcn_x4", note="third cosine cycle (batch 64), warm start: espcn_x4_2 (EMA weights, as shipped)"),
+        espcn_cycle("espcn_x4_3", 4, iters=20000, lr=4e-4, start=warm_start("espcn_x4_2", strict=True),
+                    note="third cosine cycle (batch 64), warm start: espcn_x4_2 (EMA weights, as shipped)"),
     ],
     # session 6 (after "denoise7"): the weighted-vs-plain comparison again at four times the budget (2000 iterations
     # from scratch each, bf16 autocast + NHWC for both), to see whether the 500-iteration gap is only a head start
@@ -327,15 +334,13 @@ QUEUES: dict[str, list[Stage]] = {
     ],
     # session 7: espcn_x4_3 gained another 0.09 dB on Set5 (30.26): a fourth, longer cycle at a lower peak rate
     "fast7": [
-        Stage("espcn_x4_4", SR_GT_PLUS2 + ["name=espcn_x4_4", "datasets.train.batch_size_per_gpu=64", NHWC]
-              + cosine(30000, 3e-4) + every(2500, 1000) + warm_start("espcn_x4_3", strict=True, key="params_ema"),
-              opt="espcn_x4", note="fourth cosine cycle (batch 64), warm start: espcn_x4_3 (EMA weights)"),
+        espcn_cycle("espcn_x4_4", 4, iters=30000, lr=3e-4, start=warm_start("espcn_x4_3", strict=True),
+                    note="fourth cosine cycle (batch 64), warm start: espcn_x4_3 (EMA weights)"),
     ],
     # session 7 (after "fast7"): espcn_x4_4 gained 0.06 dB on Set5 (30.32): a fifth cycle, the same at lr 2e-4
     "fast8": [
-        Stage("espcn_x4_5", SR_GT_PLUS2 + ["name=espcn_x4_5", "datasets.train.batch_size_per_gpu=64", NHWC]
-              + cosine(30000, 2e-4) + every(2500, 1000) + warm_start("espcn_x4_4", strict=True, key="params_ema"),
-              opt="espcn_x4", note="fifth cosine cycle (batch 64), warm start: espcn_x4_4 (EMA weights)"),
+        espcn_cycle("espcn_x4_5", 4, iters=30000, lr=2e-4, start=warm_start("espcn_x4_4", strict=True),
+                    note="fifth cosine cycle (batch 64), warm start: espcn_x4_4 (EMA weights)"),
     ],
     # session 7 (beside "fast7"): a sixth cosine cycle for x4 (the fifth gained 0.03 dB on Set5) at a lower peak
     # rate, then its no-affinity DSCLoRA stage
@@ -345,23 +350,20 @@ QUEUES: dict[str, list[Stage]] = {
     # 037c300 instead: a fourth x4 cycle (20000 iterations, espcn_x4_4 had 30000), and a second cycle for x3 / x2
     # (which had one 8000-iteration cycle each); 0.22 s per iteration here, two queues on the 2 cores
     "fast9": [
-        Stage("espcn_x4_4r", SR_GT_PLUS2 + ["name=espcn_x4_4r", "datasets.train.batch_size_per_gpu=64", NHWC]
-              + cosine(20000, 3e-4) + every(2500, 1000) + warm_start_release("espcn_x4", SHIPPED_7),
-              opt="espcn_x4", note=f"fourth cosine cycle (batch 64), warm start: espcn_x4 as shipped in {SHIPPED_7} "
-              "(espcn_x4_3's EMA weights in float16)"),
+        espcn_cycle("espcn_x4_4r", 4, iters=20000, lr=3e-4, start=warm_start_release("espcn_x4", SHIPPED_7),
+                    note=f"fourth cosine cycle (batch 64), warm start: espcn_x4 as shipped in {SHIPPED_7} "
+                    "(espcn_x4_3's EMA weights in float16)"),
     ],
     "fast10": [
-        Stage(f"espcn_x{s}_2", SR_GT_PLUS2 + [f"name=espcn_x{s}_2", "datasets.train.batch_size_per_gpu=64", NHWC]
-              + cosine(10000, 5e-4) + every(2500, 1000) + warm_start_release(f"espcn_x{s}", SHIPPED_7),
-              opt=f"espcn_x{s}", note=f"second cosine cycle (batch 64, + the extra photographs), warm start: "
-              f"espcn_x{s} as shipped in {SHIPPED_7} (its EMA weights in float16)")
+        espcn_cycle(f"espcn_x{s}_2", s, iters=10000, lr=5e-4, start=warm_start_release(f"espcn_x{s}", SHIPPED_7),
+                    note=f"second cosine cycle (batch 64, + the extra photographs), warm start: "
+                    f"espcn_x{s} as shipped in {SHIPPED_7} (its EMA weights in float16)")
         for s in (3, 2)
     ],
     # session 8 (after "fast10", which gained 0.27 / 0.34 dB on Set5): a third, shorter cycle for x3 / x2
     "fast11": [
-        Stage(f"espcn_x{s}_3", SR_GT_PLUS2 + [f"name=espcn_x{s}_3", "datasets.train.batch_size_per_gpu=64", NHWC]
-              + cosine(8000, 3e-4) + every(2000, 1000) + warm_start(f"espcn_x{s}_2", strict=True, key="params_ema"),
-              opt=f"espcn_x{s}", note=f"third cosine cycle (batch 64), warm start: espcn_x{s}_2 (EMA weights)")
+        espcn_cycle(f"espcn_x{s}_3", s, iters=8000, lr=3e-4, start=warm_start(f"espcn_x{s}_2", strict=True),
+                    val=2000, note=f"third cosine cycle (batch 64), warm start: espcn_x{s}_2 (EMA weights)")
         for s in (3, 2)
     ],
     # session 4: a third cycle for the gray sigma-25 default (beside sr_x2 / sr_x3)

@@ -8,18 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from restore.ops.cpu import bf16_convolutions
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
-def _bf16_convolutions() -> bool:
-    from restore.ops.cpu import bf16_convolutions
-
-    return bf16_convolutions()
-
-
 # bf16 on the CPU: oneDNN needs AVX512-BW/VL/DQ or AVX-NE-CONVERT (an AVX2-only CI box has neither)
-needs_bf16_cpu = pytest.mark.skipif(not _bf16_convolutions(), reason="this CPU runs no bfloat16 convolutions "
+needs_bf16_cpu = pytest.mark.skipif(not bf16_convolutions(), reason="this CPU runs no bfloat16 convolutions "
                                     "(oneDNN needs AVX512-BW/VL/DQ or AVX-NE-CONVERT)")
 
 

@@ -61,6 +61,13 @@ def test_extract_release_checks_the_manifest_of_that_commit(tmp_path: Path) -> N
     assert not (tmp_path / train_release.SHIPPED_7 / "espcn_x9.pth").exists()
 
 
+def test_manifest_follows_the_release_plan() -> None:
+    """Each shipped entry's default flag and summary are the plan's (a stale default once outlived its change)."""
+    shipped = {m["name"]: m for m in json.loads(ship_weights.MANIFEST.read_text())["models"]}
+    for ship in ship_weights.SHIPS:
+        assert (shipped[ship.name]["default"], shipped[ship.name]["summary"]) == (ship.default, ship.summary), ship.name
+
+
 def test_shipped_models_name_real_stages() -> None:
     for ship in ship_weights.SHIPS:
         assert all(s in train_release.STAGES for s in ship.stages), ship.name
