@@ -172,6 +172,19 @@ def espcn_cycle(name: str, scale: int, *, iters: int, lr: float, start: list[str
                  + cosine(iters, lr) + every(val, 1000) + start, opt=f"espcn_x{scale}", note=note)
 
 
+SHIPPED_8 = "ecb1022"  # the last commit of session 8
+COLOR_DATA = SR_GT_PLUS2  # every colour training folder (no test set)
+
+
+def color_cycle(name: str, opt: str, *, iters: int, lr: float, start: list[str], note: str, batch: int = 32,
+                val: int = 1000) -> Stage:
+    """A cosine cycle of a colour DnCNN (depth 17) in its deploy form (biased convs, no BatchNorm), NHWC, on every
+    colour training folder."""
+    return Stage(name, COLOR_DATA + [f"name={name}", f"datasets.train.batch_size_per_gpu={batch}",
+                                     "network_g.num_layers=17", "network_g.batch_norm=false", NHWC]
+                 + cosine(iters, lr, warmup=100) + every(val, 200) + start, opt=opt, note=note)
+
+
 ORDINALS = {5: "fifth", 6: "sixth", 7: "seventh", 8: "eighth"}
 
 
@@ -366,6 +379,18 @@ QUEUES: dict[str, list[Stage]] = {
                     val=2000, note=f"third cosine cycle (batch 64), warm start: espcn_x{s}_2 (EMA weights)")
         for s in (3, 2)
     ],
+    # session 9 (issue 20, colour denoising behind CBM3D): the colour models had 1200-2300 iterations. A gray-to-colour
+    # warm start (dncnn_s25's first conv reading the luminance (R+G+B)/sqrt(3), its output spread back over R, G, B)
+    # stayed at 22.07 dB on Set5 sigma 25 after 100 iterations (the chrominance never got going, with or without
+    # small random chrominance weights), where continuing from the shipped cdncnn_blind reached 29.43: so both
+    # colour chains continue from cdncnn_blind as shipped in ecb1022, in its deploy form (BatchNorm folded, no BN;
+    # exact to continue from a shipped file), one queue per core
+    "color5": [color_cycle("cdncnn_s25_2", "cdncnn_s25", iters=6000, lr=3e-4,
+                           start=warm_start_release("cdncnn_blind", SHIPPED_8),
+                           note=f"sigma 25, warm start: cdncnn_blind as shipped in {SHIPPED_8} (deploy form)")],
+    "color5b": [color_cycle("cdncnn_b_3", "cdncnn_b", iters=6000, lr=3e-4,
+                            start=warm_start_release("cdncnn_blind", SHIPPED_8),
+                            note=f"blind, warm start: cdncnn_blind as shipped in {SHIPPED_8} (deploy form)")],
     # session 4: a third cycle for the gray sigma-25 default (beside sr_x2 / sr_x3)
     "denoise3": [
         Stage("dncnn_s25_3", DN_DATA + ["name=dncnn_s25_3"] + cosine(1200, 3e-4) + every(400, 100)
