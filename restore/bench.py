@@ -18,62 +18,31 @@
 * score: NTIRE 2025 ESR, ``0.7 exp(2 R / R_b) + 0.15 exp(2 F / F_b) + 0.15 exp(2 P / P_b)`` against
   ``--baseline`` (default: the first model; the baseline scores e^2 = 7.389; lower is better).
 
-``--optimize`` runs the CPU fast path (:func:`restore.ops.cpu.optimize_for_inference`: ONNX Runtime when
+``--optimize`` runs the CPU fast path (:func:`restore.engine.cpu_paths.optimize_for_inference`: ONNX Runtime when
 installed) instead of eager PyTorch. Timings on a shared or busy machine are noisy: compare medians of
 several runs, on the same machine.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-PRESETS: dict[str, str] = {
-    "imdn": "IMDN (nf 64, 6 IMDBs)",
-    "imdn-rtc": "IMDN_RTC (nf 12, 5 blocks)",
-    "cfsr": "CFSR (embed 48, depths 6+6, 9x9 mixer)",
-    "span": "SPAN ch48 (deploy form)",
-    "span-ch28": "SPAN ch28 (NTIRE 2024 team38)",
-    "dscf": "DSCF / SPAN-tiny ch26 (NTIRE 2025 winner)",
-    "espcn": "ESPCN (Y channel, 64/32)",
-}
-DEFAULT_MODELS = ("imdn", "cfsr", "dscf", "espcn")
-
-
-def build_preset(name: str, scale: int) -> nn.Module:
-    from restore.archs.cfsr import CFSR
-    from restore.archs.espcn import ESPCN
-    from restore.archs.imdn import IMDN, IMDN_RTC
-    from restore.archs.span import SPAN
-
-    builders: dict[str, Callable[[], nn.Module]] = {
-        "imdn": lambda: IMDN(scale=scale),
-        "imdn-rtc": lambda: IMDN_RTC(scale=scale),
-        "cfsr": lambda: CFSR(scale=scale),
-        "span": lambda: SPAN(feature_channels=48, upscale=scale, form="deploy"),
-        "span-ch28": lambda: SPAN(feature_channels=28, upscale=scale, form="deploy"),
-        "dscf": lambda: SPAN(feature_channels=26, upscale=scale, form="deploy"),
-        "espcn": lambda: ESPCN(scale=scale),
-    }
-    if name not in builders:
-        raise ValueError(f"unknown model {name!r}: a checkpoint file or one of {', '.join(PRESETS)}")
-    torch.manual_seed(0)
-    return builders[name]().eval()
+from restore.archs.base import count_params
+from restore.registry import build_preset
 
 
 def load(spec: str, scale: int) -> tuple[str, nn.Module]:
     """(label, deploy-form eval model) for a checkpoint path, a shipped model's name or a preset name."""
-    from restore.ops.cpu import deploy_copy
+    from restore.engine.cpu_paths import deploy_copy
     from restore.weights import load_model, resolve_model, shipped_models
 
     if Path(spec).exists():
@@ -86,23 +55,7 @@ def load(spec: str, scale: int) -> tuple[str, nn.Module]:
     return label, deploy_copy(model)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'256x256' or '256' -> (height, width) of the LR input."""
-    parts = text.lower().split("x")
-    try:
-        h, w = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--size takes HxW in LR pixels (e.g. 256x256), not {text!r}") from None
-    if len(parts) > 2 or h < 1 or w < 1:
-        raise argparse.ArgumentTypeError(f"--size takes HxW in LR pixels (e.g. 256x256), not {text!r}")
-    return h, w
-
-
 # ------------------------------------------------------------------------------------------- measures
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def count_flops(model: nn.Module, x: torch.Tensor) -> int:
@@ -226,7 +179,7 @@ def bench_one(spec: str, *, size: tuple[int, int], scale: int, device: str, prec
     if optimize:
         if dev.type != "cpu":
             raise ValueError("--optimize is the CPU fast path; use it with --device cpu")
-        from restore.ops.cpu import optimize_for_inference
+        from restore.engine.cpu_paths import optimize_for_inference
 
         runner: nn.Module = optimize_for_inference(model, precision=precision)
         backend = runner.backend
@@ -262,62 +215,3 @@ def add_scores(results: Sequence[BenchResult], baseline: str | None) -> BenchRes
     for r in results:
         r.score = round(ntire_score(r.runtime_ms, float(r.macs), float(r.params), ref), 4)
     return base
-
-
-# ------------------------------------------------------------------------------------------------- CLI
-
-
-def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("bench", help="params, FLOPs, peak memory, latency and NTIRE ESR score",
-                              description=(__doc__ or "").split("\n\n")[0])
-    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), metavar="M",
-                   help=f"shipped model names, presets ({', '.join(PRESETS)}) or checkpoint files "
-                        f"(default: {' '.join(DEFAULT_MODELS)})")
-    p.add_argument("--size", type=parse_size, default=(256, 256), help="LR input HxW (default 256x256)")
-    p.add_argument("--scale", type=int, default=4, choices=(2, 3, 4), help="scale for presets (default 4)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
-    p.add_argument("--runs", type=int, default=None, help="timed runs (default 10 on cuda, 5 on cpu)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 5 on cuda, 1 on cpu)")
-    p.add_argument("--optimize", action="store_true", help="CPU fast path (ONNX Runtime when installed)")
-    p.add_argument("--baseline", default=None, help="model the score is relative to (default: the first)")
-    p.add_argument("--list", action="store_true", help="list the presets and exit")
-    p.add_argument("--json", action="store_true", help="one JSON object")
-    p.set_defaults(func=cmd_bench)
-    return p
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    if args.list:
-        for name, desc in PRESETS.items():
-            print(f"{name:<10} {desc}")
-        return 0
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
-    if args.precision == "fp16" and args.device == "cpu":
-        raise ValueError("--precision fp16 is for --device cuda (use bf16 on CPU)")
-    cuda = args.device == "cuda"
-    runs = args.runs if args.runs is not None else (10 if cuda else 5)
-    warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
-    if runs < 1 or warmup < 0:
-        raise ValueError("--runs must be >= 1 and --warmup >= 0")
-    results = [
-        bench_one(spec, size=args.size, scale=args.scale, device=args.device, precision=args.precision,
-                  runs=runs, warmup=warmup, optimize=args.optimize)
-        for spec in args.models
-    ]
-    base = add_scores(results, args.baseline)
-    if args.json:
-        print(json.dumps({"baseline": base.model, "threads": torch.get_num_threads(), "torch": torch.__version__,
-                          "results": [asdict(r) for r in results]}))
-        return 0
-    h, w = args.size
-    print(f"LR input {h}x{w}, {args.device} {args.precision}, {runs} runs after {warmup} warm-up, "
-          f"{torch.get_num_threads()} threads; score vs {base.model} (NTIRE 2025 ESR, lower is better)")
-    print(f"{'model':<22} {'scale':>5} {'params':>10} {'FLOPs(G)':>9} {'peak MB':>9} {'median ms':>10} "
-          f"{'score':>7}  backend")
-    for r in results:
-        mem = "n/a" if r.peak_mem_mb is None else f"{r.peak_mem_mb:.1f}"
-        print(f"{r.model:<22} {r.scale:>5} {r.params:>10,} {r.macs / 1e9:>9.2f} {mem:>9} "
-              f"{r.runtime_ms:>10.1f} {r.score:>7.3f}  {r.backend}")
-    return 0

@@ -29,8 +29,11 @@ import numpy as np
 from torch import nn
 from tqdm import tqdm
 
-from restore import io
+from restore import pixels
 from restore.engine.restorer import Restorer
+from restore.errors import DatasetError
+from restore.io import image
+from restore.io.files import list_images
 from restore.metrics.imresize import imresize
 from restore.metrics.psnr_ssim import calculate_psnr, calculate_ssim
 
@@ -80,10 +83,6 @@ class EvalResult:
         }
 
 
-class DatasetError(ValueError):
-    """A data folder that does not match any supported layout."""
-
-
 def _stem_key(p: Path) -> str:
     return p.stem
 
@@ -97,10 +96,10 @@ def find_pairs(data: str | Path, scale: int) -> list[Pair]:
     hr_dir, lr_dir = d / "HR", d / "LR_bicubic" / f"X{scale}"
     if hr_dir.is_dir():
         if not lr_dir.is_dir():
-            return [Pair(p.stem, p, None) for p in io.list_images(hr_dir)]
-        lrs = {_stem_key(p): p for p in io.list_images(lr_dir)}
+            return [Pair(p.stem, p, None) for p in list_images(hr_dir)]
+        lrs = {_stem_key(p): p for p in list_images(lr_dir)}
         pairs = []
-        for hr in io.list_images(hr_dir):
+        for hr in list_images(hr_dir):
             lr = lrs.get(f"{hr.stem}x{scale}") or lrs.get(hr.stem)
             if lr is None:
                 raise DatasetError(f"{lr_dir}: no LR file for {hr.name} (expected {hr.stem}x{scale}.*)")
@@ -121,7 +120,7 @@ def find_pairs(data: str | Path, scale: int) -> list[Pair]:
         found = sorted(p.name for p in d.glob("image_SRF_*"))
         raise DatasetError(f"{d}: no image_SRF_{scale} folder for scale {scale} (found {', '.join(found)})")
     # (c) HR images only
-    hrs = io.list_images(d)
+    hrs = list_images(d)
     if not hrs:
         raise DatasetError(
             f"{d}: no images; expected HR/ + LR_bicubic/X{scale}/, image_SRF_{scale}/ or a folder of HR images"
@@ -132,13 +131,13 @@ def find_pairs(data: str | Path, scale: int) -> list[Pair]:
 def sr_pairs(pairs: list[Pair], scale: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """(name, LR uint8 RGB, HR uint8 RGB mod-cropped to LR*scale)."""
     for pair in pairs:
-        hr = io.read_rgb(pair.hr)
+        hr = image.read_rgb(pair.hr)
         if pair.lr is None:
             h, w = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
             hr = hr[:h, :w]
             lr = imresize(hr, scale=1.0 / scale)
         else:
-            lr = io.read_rgb(pair.lr)
+            lr = image.read_rgb(pair.lr)
             h, w = lr.shape[0] * scale, lr.shape[1] * scale
             if hr.shape[0] < h or hr.shape[1] < w:
                 raise DatasetError(f"{pair.hr}: HR {hr.shape[:2]} smaller than LR x{scale} ({h}, {w})")
@@ -182,16 +181,16 @@ def evaluate_denoise(model: nn.Module, data: str | Path, *, sigma: float, seed: 
     if meta.task != "denoise":
         raise ValueError(f"{name or meta.family}: an x{meta.scale} SR model; use --scale for SR models")
     runner = Restorer(model, device=device, precision=precision, calibration=calibration)  # type: ignore[arg-type]
-    files = io.list_images(data)
+    files = list_images(data)
     if not files:
         raise DatasetError(f"{data}: no images")
     res = EvalResult(model=name or meta.variant, task="denoise", data=str(data), scale=1, sigma=sigma)
     for f in tqdm(files, disable=not progress, desc=f"sigma {sigma:g} {Path(data).name}", leave=False):
-        img = io.read_image(f)
+        img = image.read_image(f)
         # a colour image under a gray model is denoised channel by channel (what `restore denoise` does)
-        clean = io.to_rgb(img) if meta.in_channels == 3 or img.ndim == 3 else img
+        clean = pixels.to_rgb(img) if meta.in_channels == 3 or img.ndim == 3 else img
         noisy = add_noise(clean, sigma, seed)
-        out = io.to_uint(runner.run(noisy), np.uint8)
+        out = pixels.to_uint(runner.run(noisy), np.uint8)
         res.per_image.append({
             "image": f.stem,
             "psnr": calculate_psnr(out, clean, crop_border=0),

@@ -17,12 +17,9 @@ import torch
 from torch import nn
 
 from restore.archs.base import Detection, strip_prefix
+from restore.errors import ModelLoadError
 
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "network")
-
-
-class ModelLoadError(ValueError):
-    """A checkpoint that cannot be turned into a model; the message says what was expected."""
 
 
 def unwrap_state_dict(obj: object, *, source: str = "checkpoint") -> dict[str, torch.Tensor]:

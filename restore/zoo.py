@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from restore.archs.base import ModelMeta, Task, count_params
-from restore.weights import ModelLoadError
+from restore.errors import ModelLoadError
 
 INSTALL_HINT = "pip install 'restore[zoo]'"
 FAMILY_PREFIX = "zoo:"

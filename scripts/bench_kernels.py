@@ -9,7 +9,7 @@ CUDA (when a GPU is present; Triton kernels vs PyTorch/cuDNN, fp16):
   * DSCF x4 480x270 -> 1080p end to end, ``RESTORE_KERNELS=auto`` vs ``reference``.
 CPU (this is what most users have): per network, the eager float32 forward as the official test scripts run it
 (``torch.no_grad``, NCHW; our modules are bit-identical to the official code) vs
-:func:`restore.ops.cpu.optimize_for_inference` at fp32 / bf16 / int8 (int8 only with ``--calib DIR`` of
+:func:`restore.engine.cpu_paths.optimize_for_inference` at fp32 / bf16 / int8 (int8 only with ``--calib DIR`` of
 training images). x4 nets on a 320x180 input (-> 1280x720); ESPCN x2 on 640x360 and x4 on 480x270 (the sizes
 of the OpenCV dnn_superres comparison; OpenCV itself is timed when ``cv2.dnn_superres`` exists).
 
@@ -145,7 +145,7 @@ def opencv_espcn(scale: int, weights: Path | None) -> Fn | None:
 
 def cpu_benchmarks(rounds: int, calib: str | None, weights: Path | None, rows: list[dict[str, Any]]) -> None:
     from restore.bench import build_preset
-    from restore.ops.cpu import onnxruntime_available, optimize_for_inference
+    from restore.engine.cpu_paths import onnxruntime_available, optimize_for_inference
 
     cases = [("imdn", 4, (180, 320)), ("cfsr", 4, (180, 320)), ("dscf", 4, (180, 320)),
              ("espcn", 2, (360, 640)), ("espcn", 4, (270, 480))]
@@ -172,13 +172,13 @@ def cpu_benchmarks(rounds: int, calib: str | None, weights: Path | None, rows: l
 
 
 def cpu_fusion_benchmarks(rounds: int, rows: list[dict[str, Any]]) -> str:
-    """conv + activation as one oneDNN call (:func:`restore.ops.cpu.fuse_conv_activations`) vs the same fused
+    """conv + activation as one oneDNN call (:func:`restore.engine.cpu_paths.fuse_conv_activations`) vs the same fused
     (deploy-form) network in channels_last with separate activation passes, fp32 and bf16; a markdown table."""
     import copy
 
     from restore.archs.dncnn import DnCNN
     from restore.bench import build_preset
-    from restore.ops.cpu import cpu_info, deploy_copy, fuse_conv_activations, native_bf16
+    from restore.engine.cpu_paths import cpu_info, deploy_copy, fuse_conv_activations, native_bf16
 
     cases = [("ESPCN x2", build_preset("espcn", 2), (360, 640)),
              ("IMDN-RTC x2", build_preset("imdn-rtc", 2), (360, 640)),

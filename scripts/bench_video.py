@@ -263,9 +263,9 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
     import torch
 
     from restore import io
+    from restore.engine.cpu_paths import cpu_info
     from restore.engine.restorer import Restorer
     from restore.engine.video import default_threads, upscale_video, video_precision
-    from restore.ops.cpu import cpu_info
 
     threads_list = args.threads or [default_threads()]
     presets = args.preset or [io.DEFAULT_PRESET]

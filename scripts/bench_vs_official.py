@@ -9,7 +9,7 @@ checkpoint through ``restore.engine.Restorer.forward_tensor`` on the CPU (whole 
 precision:
 
 * ``auto`` (= ``fp32``): the fastest float32 path the engine picks for this model on this machine (ONNX Runtime /
-  fused channels_last / eager, see ``restore.ops.cpu.fastest_fp32``); its output must equal the official output
+  fused channels_last / eager, see ``restore.engine.cpu_paths.fastest_fp32``); its output must equal the official output
   within 1e-4 (max abs difference in [0, 1] units, printed; exit status 1 otherwise);
 * ``bf16``: the fused network in bfloat16 channels_last;
 * ``int8`` (``--int8``): ONNX Runtime static QDQ, calibrated on crops of the input (costs accuracy).
@@ -245,7 +245,7 @@ def _ort_version() -> str:
 
 
 def machine_name() -> str:
-    from restore.ops.cpu import cpu_info
+    from restore.engine.cpu_paths import cpu_info
 
     model, flags = cpu_info()
     isa = [f for f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_int8") if f in flags]

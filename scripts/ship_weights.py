@@ -153,8 +153,8 @@ def ship_one(ship: Ship, exp_root: Path, *, partial: bool,
              recorded: dict[str, dict[str, object]] | None = None) -> dict[str, object] | None:
     """Export ``ship``'s last stage and describe its chain. ``recorded``: stage records from the manifest already
     shipped, used for the earlier stages whose experiment folders are gone (the last one must be on disk)."""
+    from restore.engine.cpu_paths import cpu_info
     from restore.export import export
-    from restore.ops.cpu import cpu_info
     from restore.weights import load_model
 
     recorded = recorded or {}

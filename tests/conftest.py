@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from restore.ops.cpu import bf16_convolutions
+from restore.engine.cpu_paths import bf16_convolutions
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

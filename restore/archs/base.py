@@ -62,6 +62,20 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def tensor_shape(sd: Mapping[str, torch.Tensor], key: str, ndim: int | None = None) -> tuple[int, ...] | None:
+    """Shape of ``sd[key]`` (a tensor with ``ndim`` dimensions when given), else None: what detectors read."""
+    t = sd.get(key)
+    if not isinstance(t, torch.Tensor) or (ndim is not None and t.ndim != ndim):
+        return None
+    return tuple(t.shape)
+
+
+def matches_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor]) -> bool:
+    """True when ``sd`` has exactly ``model``'s keys with ``model``'s shapes (a detector's final check)."""
+    ref = model.state_dict()
+    return set(ref) == set(sd) and all(tuple(sd[k].shape) == tuple(v.shape) for k, v in ref.items())
+
+
 def strip_prefix(sd: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """Remove ``prefix`` from every key when *all* keys carry it; else return a copy."""
     if sd and all(k.startswith(prefix) for k in sd):

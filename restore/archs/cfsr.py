@@ -1,4 +1,5 @@
-"""CFSR: ConvFormer-based lightweight super-resolution.
+"""CFSR: ConvFormer-based lightweight super-resolution (one architecture, its reparameterisation and detection:
+one concern, hence over 500 lines).
 
 Paper: G. Wu, J. Jiang, J. Jiang, X. Liu, "Transforming Image Super-Resolution: A ConvFormer-based Efficient
 Approach", IEEE TIP 2024 (arXiv:2401.05633).
@@ -95,7 +96,7 @@ class LayerNorm2d(nn.Module):
     (-1.4 dB on Set5). Float32 inputs take the official path unchanged.
     """
 
-    fx_leaf = True  # dtype-dependent branch: graph passes (restore.ops.cpu.fuse_conv_activations) run it whole
+    fx_leaf = True  # dtype-dependent branch: graph passes (restore.engine.cpu_paths.fuse_conv_activations) run it whole
 
     def __init__(self, *, channels: int, eps: float = LN_EPS) -> None:
         super().__init__()

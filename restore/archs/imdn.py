@@ -34,7 +34,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from restore.archs.base import Detection, ModelMeta, count_params
+from restore.archs.base import Detection, ModelMeta, count_params, matches_state_dict, tensor_shape
 from restore.ops.conv_pixelshuffle import upsample_tail
 
 FAMILY = "imdn"
@@ -73,7 +73,7 @@ def _channel_stats(x: Tensor) -> Tensor:
 class CCALayer(nn.Module):
     """Contrast-aware channel attention: sigmoid(MLP(std + mean)) scales the channels."""
 
-    fx_leaf = True  # dtype-dependent statistics: graph passes (restore.ops.cpu.fuse_conv_activations) run it whole
+    fx_leaf = True  # dtype-dependent statistics: graph passes (cpu_paths.fuse_conv_activations) run it whole
 
     def __init__(self, *, channels: int, reduction: int = 16) -> None:
         super().__init__()
@@ -376,23 +376,10 @@ def _shuffle_factor(out_ch: int, img_ch: int) -> int | None:
     return f if f * f * img_ch == out_ch and f >= 1 else None
 
 
-def _shape(sd: Mapping[str, Tensor], key: str) -> tuple[int, ...] | None:
-    v = sd.get(key)
-    return tuple(v.shape) if isinstance(v, Tensor) else None
-
-
-def _matches(model: nn.Module, sd: Mapping[str, Tensor]) -> bool:
-    """True when ``sd`` has exactly the model's keys with the model's shapes."""
-    ref = model.state_dict()
-    if set(ref) != set(sd):
-        return False
-    return all(tuple(sd[k].shape) == tuple(v.shape) for k, v in ref.items())
-
-
 def _spec(sd: Mapping[str, Tensor]) -> tuple[str, dict[str, int]] | None:
     """Guess class name and constructor arguments from keys/shapes (checked afterwards by building)."""
     if "model.0.weight" in sd and "model.1.sub.0.c1.weight" in sd:  # RTC
-        first, up = _shape(sd, "model.0.weight"), _shape(sd, "model.2.weight")
+        first, up = tensor_shape(sd, "model.0.weight"), tensor_shape(sd, "model.2.weight")
         n = _count_indexed(sd, r"model\.1\.sub\.(\d+)\.c1\.weight")
         if first is None or up is None or len(first) != 4 or n < 1:
             return None
@@ -400,19 +387,19 @@ def _spec(sd: Mapping[str, Tensor]) -> tuple[str, dict[str, int]] | None:
         if f is None:
             return None
         return "IMDN_RTC", {"scale": f, "nf": first[0], "num_modules": n, "in_channels": first[1]}
-    up = _shape(sd, "upsampler.0.weight")
+    up = tensor_shape(sd, "upsampler.0.weight")
     if up is None or len(up) != 4:
         return None
     if "fea_conv.weight" in sd and "IMDB1.c1.weight" in sd:  # plain IMDN
-        first = _shape(sd, "fea_conv.weight")
+        first = tensor_shape(sd, "fea_conv.weight")
         kind = "IMDN"
         n = _count_indexed(sd, r"IMDB(\d+)\.c1\.weight")
     elif "fea_conv.0.weight" in sd and "IMDB1.c1.weight" in sd:
-        first = _shape(sd, "fea_conv.0.weight")
+        first = tensor_shape(sd, "fea_conv.0.weight")
         kind = "IMDN_AS"
         n = _count_indexed(sd, r"IMDB(\d+)\.c1\.weight")
     elif "fea_conv.0.weight" in sd and "block1.c7.weight" in sd:
-        first = _shape(sd, "fea_conv.0.weight")
+        first = tensor_shape(sd, "fea_conv.0.weight")
         kind = "IMDN_RTE"
         n = _count_indexed(sd, r"block(\d+)\.c7\.weight")
     else:
@@ -450,7 +437,7 @@ def detect(state_dict: Mapping[str, Tensor]) -> Detection | None:
             probe = cls(**kwargs)
     except (ValueError, RuntimeError):
         return None
-    if not _matches(probe, state_dict):
+    if not matches_state_dict(probe, state_dict):
         return None
     meta = probe.meta
     sd = dict(state_dict)

@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from restore.archs.base import Detection, Form, ModelMeta, count_params
+from restore.archs.base import Detection, Form, ModelMeta, count_params, matches_state_dict, tensor_shape
 from restore.archs.reparam import Conv3XC
 from restore.ops.conv_pixelshuffle import upsample_tail
 
@@ -339,17 +339,8 @@ def _square_root(n: int) -> int | None:
     return r if r > 0 and r * r == n else None
 
 
-def _shapes(sd: Mapping[str, Tensor]) -> dict[str, tuple[int, ...]]:
-    return {k: tuple(v.shape) for k, v in sd.items()}
-
-
-def _matches(model: nn.Module, sd: Mapping[str, Tensor]) -> bool:
-    return _shapes(model.state_dict()) == _shapes(sd)
-
-
-def _shape(sd: Mapping[str, Tensor], key: str, ndim: int = 4) -> tuple[int, ...] | None:
-    t = sd.get(key)
-    return tuple(t.shape) if t is not None and t.ndim == ndim else None
+def _shape(sd: Mapping[str, Tensor], key: str) -> tuple[int, ...] | None:
+    return tensor_shape(sd, key, ndim=4)
 
 
 def _detect_spanf(sd: dict[str, Tensor]) -> Detection | None:
@@ -364,7 +355,7 @@ def _detect_spanf(sd: dict[str, Tensor]) -> Detection | None:
     def build() -> SPANF:
         return SPANF(feature_channels=width, upscale=scale, in_channels=in_ch)
 
-    if not _matches(build(), sd):
+    if not matches_state_dict(build(), sd):
         return None
     return Detection(
         family=FAMILY,
@@ -388,7 +379,7 @@ def _detect_espan(sd: dict[str, Tensor]) -> Detection | None:
     def build() -> ESPAN:
         return ESPAN(feature_channels=first[0], mid_channels=mid[0], upscale=scale, first_kernel=first[2])
 
-    if not _matches(build(), sd):
+    if not matches_state_dict(build(), sd):
         return None
     return Detection(
         family=FAMILY,
@@ -441,7 +432,7 @@ def detect(state_dict: Mapping[str, Tensor]) -> Detection | None:
     def build() -> SPAN:
         return SPAN(feature_channels=width, upscale=scale, cat_channels=cat, gain=gain, form=form)
 
-    if not _matches(build(), sd):
+    if not matches_state_dict(build(), sd):
         return None
     variant = f"ch{width}" if cat == width else f"ch{width}_cat{cat}"
     return Detection(

@@ -1,6 +1,9 @@
 """Stateless runner: device, precision, colour space, range, size-multiple padding and back, whole-image,
 tiled or ACS, one image or a batch.
 
+One concern, kept whole (hence over 500 lines): running a network on an image. Tiling is
+:mod:`restore.engine.tiling`, the CPU paths :mod:`restore.engine.cpu_paths`, the tables :mod:`restore.engine.policy`.
+
 ``Restorer(model).run(img)`` takes HxW / HxWxC arrays (uint8, uint16 or float in [0,1]) and returns the
 restored array with the same dtype and channel layout; ``run_batch(images)`` does the same for a list,
 putting same-sized inputs (video frames) through the network together, one forward per window for the
@@ -28,23 +31,22 @@ choice. An explicit low precision is tried on a small input when the Restorer is
 no kernel for it on the device (e.g. fp16 convolutions on some CPU builds) the constructor raises a
 ``ValueError`` that names the alternatives.
 
-CPU fast paths (``backend=``, see :mod:`restore.ops.cpu` and docs/kernels.md): on the CPU, ``"auto"``/``"fp32"``
-run the fastest float32 path for this model on this machine: ``"onnxruntime"`` (ONNX Runtime session on the
-fused network, when ``onnxruntime`` + ``onnx`` are installed), ``"torch"`` (the fused network in channels_last)
-or ``"eager"`` (the model as given, NCHW). With ``backend="auto"`` the candidates are timed on the first window
-of at least ``TUNE_MIN_PIXELS`` LR px (a crop of at most ``TUNE_SIDE`` px a side) and the fastest is kept for the
-Restorer's lifetime; smaller windows before that run eager (for tiny inputs the fixed costs dominate). All three
-equal the plain PyTorch model within float32 rounding. ``"bf16"`` on the CPU runs the fused network in
-bfloat16 channels_last (``backend="eager"``: the previous NCHW copy of the model), with the same NaN/inf check
-and float32 re-run with the original model. ``"int8"`` (CPU, ONNX Runtime only) quantises the fused network
-statically (QDQ, :func:`restore.ops.cpu.quantize_int8`) when the first window arrives, calibrated on
-``calibration`` (typical *input* images: paths, a directory or uint8 arrays, used at their size) or, without it,
-on crops of that first window (the first image / first video frames being processed); it costs accuracy
-(-0.1 to -1.9 dB Y-PSNR on Set5, docs/kernels.md) and is never chosen automatically. A forced path that
-cannot run raises a ``ValueError`` naming the alternatives; nothing falls back silently (the chosen path is
-:attr:`Restorer.backend` and ``RunStats.backend``). The built session / converted copy is cached in the
-Restorer, so weights changed in place after the first run are not seen: build a new Restorer. CUDA keeps the
-PyTorch path (``backend`` "auto" or "eager").
+CPU fast paths (``backend=``, see :mod:`restore.engine.cpu_paths` and docs/kernels.md): on the CPU,
+``"auto"``/``"fp32"`` run the fastest float32 path for this model on this machine: ``"onnxruntime"`` (ONNX Runtime
+session on the fused network, when ``onnxruntime`` + ``onnx`` are installed), ``"torch"`` (the fused network in
+channels_last) or ``"eager"`` (the model as given, NCHW). With ``backend="auto"`` the candidates are timed on the
+first window of at least ``TUNE_MIN_PIXELS`` LR px (a crop of at most ``TUNE_SIDE`` px a side) and the fastest is
+kept for the Restorer's lifetime; smaller windows before that run eager (for tiny inputs the fixed costs dominate).
+All three equal the plain PyTorch model within float32 rounding. ``"bf16"`` on the CPU runs the fused network in
+bfloat16 channels_last (``backend="eager"``: the previous NCHW copy of the model), with the same NaN/inf check and
+float32 re-run with the original model. ``"int8"`` (CPU, ONNX Runtime only) quantises the fused network statically
+(QDQ, :func:`restore.engine.cpu_paths.quantize_int8`) when the first window arrives, calibrated on ``calibration``
+(typical *input* images: paths, a directory or uint8 arrays, used at their size) or, without it, on crops of that
+first window (the first image / first video frames being processed); it costs accuracy (-0.1 to -1.9 dB Y-PSNR on
+Set5, docs/kernels.md) and is never chosen automatically. A forced path that cannot run raises a ``ValueError``
+naming the alternatives; nothing falls back silently (the chosen path is :attr:`Restorer.backend` and
+``RunStats.backend``). The built session / converted copy is cached in the Restorer, so weights changed in place
+after the first run are not seen: build a new Restorer. CUDA keeps the PyTorch path (``backend`` "auto" or "eager").
 
 Tiling (``tile=``) happens below the colour handling, on the planes the network sees (see
 :mod:`restore.engine.tiling`): ``None`` runs the whole image in one pass; an int runs tiles of at most that
@@ -76,21 +78,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from restore import io
+from restore import pixels
 from restore.archs.base import ModelMeta
 from restore.engine import acs, tiling
+from restore.engine.policy import BACKENDS, MIN_TILE, PRECISIONS
 
 log = logging.getLogger(__name__)
 
 TileSpec = int | Literal["auto", "acs"] | None
 Precision = Literal["auto", "fp32", "fp16", "bf16", "int8"]
 Backend = Literal["auto", "onnxruntime", "torch", "eager"]
-PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
-BACKENDS = ("auto", "onnxruntime", "torch", "eager")
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DTYPE_NAMES: dict[torch.dtype, str] = {v: k for k, v in DTYPES.items()}
 DEFAULT_FEATHER_OVERLAP = 32
-MIN_TILE = 16
 LIVE_TENSORS = 10  # conservative number of simultaneously live activations of the widest layer
 CPU_MEMORY_FRACTION = 0.25
 CUDA_MEMORY_FRACTION = 0.5
@@ -154,7 +154,7 @@ def resolve_precision(precision: str, device: torch.device, meta: ModelMeta) -> 
         raise ValueError("precision='int8' is not a torch dtype; it runs through ONNX Runtime on the CPU "
                          "(Restorer(..., device='cpu', precision='int8'))")
     if precision not in DTYPES:
-        raise ValueError(f"precision must be one of 'auto', 'fp32', 'fp16', 'bf16', 'int8'; got {precision!r}")
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     dtype = DTYPES[precision]
     if dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError("precision='bf16' is not supported by this GPU; use precision='fp16' or 'fp32'")
@@ -162,7 +162,7 @@ def resolve_precision(precision: str, device: torch.device, meta: ModelMeta) -> 
 
 
 def _have_onnxruntime() -> bool:
-    from restore.ops.cpu import onnxruntime_available
+    from restore.engine.cpu_paths import onnxruntime_available
 
     return onnxruntime_available()
 
@@ -305,7 +305,7 @@ class Restorer:
         x = torch.full((1, m.in_channels, side, side), 0.5 * m.input_range, device=self.device, dtype=self.dtype)
         try:
             if self._channels_last_low:
-                from restore.ops.cpu import deploy_copy, fuse_conv_activations
+                from restore.engine.cpu_paths import deploy_copy, fuse_conv_activations
 
                 plain = deploy_copy(self.model).to(self.dtype).to(memory_format=torch.channels_last)
                 low = fuse_conv_activations(plain)  # conv + activation as one oneDNN call (shares the weights)
@@ -382,7 +382,7 @@ class Restorer:
             return self.low_model
         with self._fast_lock:
             if self._low_unfused is not None:
-                from restore.ops import cpu
+                from restore.engine import cpu_paths as cpu
 
                 probe = self._tune_probe(x).contiguous(memory_format=torch.channels_last)
                 times = {"fused": cpu.best_time(self.low_model, probe, 2),
@@ -396,7 +396,7 @@ class Restorer:
         return self.low_model
 
     def _build_fast(self, x: torch.Tensor) -> nn.Module:
-        from restore.ops import cpu
+        from restore.engine import cpu_paths as cpu
 
         if self.precision == "int8":
             return self._build_int8(x)
@@ -413,7 +413,7 @@ class Restorer:
                              f"({msg}); use backend='auto' or 'eager'") from e
 
     def _build_int8(self, x: torch.Tensor) -> nn.Module:
-        from restore.ops import cpu
+        from restore.engine import cpu_paths as cpu
 
         if self.calibration is None:
             inputs = cpu.calibration_crops(x, multiple=self.multiple)
@@ -568,7 +568,7 @@ class Restorer:
         out_dtype = dtype.type if dtype in (np.uint8, np.uint16) else np.float32
         alpha = None
         if img.ndim == 3 and img.shape[2] in (2, 4):
-            img, alpha = img[..., :-1], io.to_float(img[..., -1])
+            img, alpha = img[..., :-1], pixels.to_float(img[..., -1])
             if img.shape[2] == 1:
                 img = img[..., 0]
         gray_in = img.ndim == 2
@@ -579,19 +579,19 @@ class Restorer:
         jobs: list[_Job] = []
         finish: list[Callable[[], None]] = []
         if m.color_space == "rgb" and not gray_in:
-            jobs.append(_Job(io.to_float(img), out[..., :n_out]))
+            jobs.append(_Job(pixels.to_float(img), out[..., :n_out]))
         elif m.color_space == "rgb":
-            jobs.append(_Job(np.repeat(io.to_float(img)[..., None], 3, axis=2), out[..., :1], gray_mean=True))
+            jobs.append(_Job(np.repeat(pixels.to_float(img)[..., None], 3, axis=2), out[..., :1], gray_mean=True))
         elif m.color_space == "gray":
-            x = io.to_float(img)
+            x = pixels.to_float(img)
             for c in range(n_out):
                 plane = x[..., None] if gray_in else x[..., c:c + 1]
                 jobs.append(_Job(plane, out[..., c:c + 1]))
         elif m.color_space == "y_full":
             if gray_in:
-                jobs.append(_Job(io.to_float(img)[..., None], out[..., :1]))
+                jobs.append(_Job(pixels.to_float(img)[..., None], out[..., :1]))
             else:
-                ycc = io.rgb_to_ycrcb_full(img)
+                ycc = pixels.rgb_to_ycrcb_full(img)
                 y = np.empty((h * s, w * s, 1), dtype=np.float32)
                 jobs.append(_Job(ycc[..., :1], y))
                 finish.append(functools.partial(_merge_chroma, ycc, y, out[..., :n_out], s,
@@ -640,10 +640,10 @@ def _merge_chroma(ycc: np.ndarray, y: np.ndarray, out: np.ndarray, scale: int, *
     """Y-channel models: restored Y + bilinear Cr/Cb, back to RGB into ``out`` (uint8 RGB: dnn_superres's
     uint8 conversion).
 
-    The uint8 path is :func:`restore.io.ycrcb_full_to_rgb` done with OpenCV kernels: Y clamped at 0, then
+    The uint8 path is :func:`restore.pixels.ycrcb_full_to_rgb` done with OpenCV kernels: Y clamped at 0, then
     ``convertScaleAbs`` (x255, round half to even, saturate) gives the same bytes as numpy's
     ``clip(rint(x * 255), 0, 255)`` in a quarter of the time (a video frame's biggest cost after the network)."""
-    ycc_up = io.resize_bilinear(ycc, scale)
+    ycc_up = pixels.resize_bilinear(ycc, scale)
     if uint8_path:
         import cv2
 
@@ -655,8 +655,8 @@ def _merge_chroma(ycc: np.ndarray, y: np.ndarray, out: np.ndarray, scale: int, *
             out[...] = cv2.cvtColor(ycc8, cv2.COLOR_YCrCb2RGB)
         return
     ycc_up[..., 0] = y[..., 0]
-    tiling.store(out, io.ycrcb_full_to_rgb(ycc_up))
+    tiling.store(out, pixels.ycrcb_full_to_rgb(ycc_up))
 
 
 def _attach_alpha(alpha: np.ndarray, out: np.ndarray, scale: int) -> None:
-    tiling.store(out, io.resize_bicubic(alpha, scale) if scale > 1 else alpha)
+    tiling.store(out, pixels.resize_bicubic(alpha, scale) if scale > 1 else alpha)

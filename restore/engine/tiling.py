@@ -45,7 +45,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from restore import io
+from restore import pixels
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -211,7 +211,7 @@ def max_window(tile: int, context: int, multiple: int = 1) -> int:
 def store(dst: np.ndarray, src: np.ndarray) -> None:
     """Write float ``src`` into ``dst`` in dst's dtype (integers: clip, scale, round half to even)."""
     if np.issubdtype(dst.dtype, np.integer):
-        dst[...] = io.to_uint(src, dst.dtype.type)
+        dst[...] = pixels.to_uint(src, dst.dtype.type)
     else:
         dst[...] = src
 
@@ -326,7 +326,7 @@ def run_tiled(
     given: for one image a preallocated array or view of the right shape, e.g. a channel slice; for a batch
     an NxHsxWsxC' array or a sequence of N such arrays / views) or a new HsxWsxC' (NxHsxWsxC') array of
     ``out_dtype`` (uint8, uint16 or float32); integer outputs are converted tile by tile exactly as
-    :func:`restore.io.to_uint` converts a whole image.
+    :func:`restore.pixels.to_uint` converts a whole image.
     """
     xb, single = _batched(x)
     n, h, w = xb.shape[:3]

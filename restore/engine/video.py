@@ -1,5 +1,8 @@
 """Video super-resolution: ``restore video`` (file to file) and :func:`stream` (frames in, frames out).
 
+One concern, kept whole (hence near 600 lines): the threaded decode -> network -> encode pipeline. Its command
+line is :mod:`restore.cli.video`.
+
 Pipeline (:func:`upscale_video`): three stages run at the same time and hand frames over through bounded
 buffers, so memory stays flat whatever the length of the video:
 
@@ -65,10 +68,7 @@ real time).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import signal
-import sys
 import threading
 import time
 from collections import deque
@@ -84,14 +84,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from restore.engine.restorer import Restorer
     from restore.io import VideoInfo
 
-__all__ = ["stream", "upscale_video", "VideoResult", "PipelineStats", "max_in_flight", "default_batch",
-           "default_threads", "video_precision", "choose_color_path", "COLOR_PATHS", "add_video_parser", "cmd_video"]
+from restore.engine.policy import COLOR_PATHS, GPU_BATCH
 
-GPU_BATCH = 4  # default frames per network call on CUDA; 1 elsewhere (see default_batch)
+__all__ = ["stream", "upscale_video", "VideoResult", "PipelineStats", "max_in_flight", "default_batch",
+           "default_threads", "video_precision", "choose_color_path", "make_restorer", "COLOR_PATHS", "GPU_BATCH"]
+
 DEFAULT_BUFFER = 4
 MAX_PACKETS = 4096  # copied packets allowed to wait in one buffer (beside the frames)
 JOIN_TIMEOUT = 5.0
-COLOR_PATHS = ("auto", "yuv", "rgb")
 
 
 def default_batch(device: object) -> int:
@@ -359,7 +359,7 @@ class _Pipeline:
 # ------------------------------------------------------------------------------------------ stream API
 
 
-def _restorer(model: nn.Module | Restorer | str | Path, *, device: str, precision: str,
+def make_restorer(model: nn.Module | Restorer | str | Path, *, device: str, precision: str,
               tile: int | str | None, calibration: object = None) -> Restorer:
     from restore.engine.restorer import Restorer
 
@@ -376,14 +376,14 @@ def _restorer(model: nn.Module | Restorer | str | Path, *, device: str, precisio
 
 def video_precision(precision: str, device: str, meta: Any) -> str:
     """``"auto"`` for video on the CPU: bf16 where the CPU computes it natively (AMX / AVX512-BF16,
-    :func:`restore.ops.cpu.native_bf16`) and the model is half-safe, else what ``"auto"`` means for images
+    :func:`restore.engine.cpu_paths.native_bf16`) and the model is half-safe, else what ``"auto"`` means for images
     (fp32 on the CPU, fp16 on CUDA). On the 2-core Xeon of docs/benchmarks.md bf16 ran ESPCN x2 360p 2x
     faster than the fastest fp32 path at the same output Y-PSNR (31.28 dB both, after CRF 18 encoding)."""
     from restore.engine.restorer import resolve_device
 
     if precision != "auto" or resolve_device(device).type != "cpu" or not getattr(meta, "half_safe", False):
         return precision
-    from restore.ops.cpu import native_bf16
+    from restore.engine.cpu_paths import native_bf16
 
     return "bf16" if native_bf16() else precision
 
@@ -408,7 +408,7 @@ def stream(frames: Iterable[np.ndarray], *, model: nn.Module | Restorer | str | 
     calibrates on crops of the first frames). Errors in the background are raised here; breaking out of the
     loop stops the threads.
     """
-    runner = _restorer(model, device=device, precision=precision, tile=tile, calibration=calibration)
+    runner = make_restorer(model, device=device, precision=precision, tile=tile, calibration=calibration)
     pipe = _Pipeline(frames, lambda imgs: runner.run_batch(imgs, batch_size=batch), is_frame=lambda _: True,
                      batch=batch, buffer=buffer, greedy=True, drop=drop)
     if stats is not None:
@@ -484,7 +484,7 @@ def upscale_video(source: str | Path, output: str | Path | None, model: nn.Modul
     src = str(source)
     if color_path not in COLOR_PATHS:
         raise ValueError(f"color_path must be one of {', '.join(COLOR_PATHS)}; got {color_path!r}")
-    runner = _restorer(model, device=device, precision=precision, tile=tile, calibration=calibration)
+    runner = make_restorer(model, device=device, precision=precision, tile=tile, calibration=calibration)
     batch = batch or default_batch(runner.device)
     scale = runner.meta.scale
     info = io.probe_video(src)
@@ -600,168 +600,3 @@ def _sr_frames_yuv(runner: Restorer, frames: list[Any], batch: int) -> list[Any]
     for f, out in zip(frames, outs, strict=True):
         f.image = io.yuv_from_luma(out, f.image, runner.meta.scale)
     return frames
-
-
-# ------------------------------------------------------------------------------------------ CLI
-
-
-def _threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
-
-
-def _frame_range(value: str) -> tuple[int, int | None]:
-    a, sep, b = value.partition(":")
-    try:
-        start = int(a) if a.strip() else 0
-        stop = int(b) if b.strip() else None
-    except ValueError:
-        start, stop = -1, None
-    if not sep or start < 0 or (stop is not None and stop <= start):
-        raise argparse.ArgumentTypeError(f"--frames takes A:B (0-based, B exclusive, A < B; 'A:' or ':B' allowed), "
-                                         f"not {value!r}")
-    return start, stop
-
-
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {value!r}")
-    return n
-
-
-def _crf(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = -1
-    if not 0 <= n <= 63:
-        raise argparse.ArgumentTypeError(f"--crf takes 0..63 (x264: 0 lossless, 18 default, 51 worst), not {value!r}")
-    return n
-
-
-def add_video_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """``restore video``: add the sub-command to ``build_parser``'s sub-parsers."""
-    from restore.cli import _add_model_args, _add_precision_args, _tile
-
-    p = subparsers.add_parser("video", help="upscale a video (keeps audio, subtitles, timing, rotation, colour)",
-                              description="Upscale a video file (or, with --live, a camera / stream). Audio and "
-                                          "subtitle streams are copied untouched; timestamps, rotation metadata "
-                                          "and colour range are kept.")
-    p.add_argument("input", metavar="INPUT", help="video file; with --live also /dev/videoN or a stream URL")
-    p.add_argument("-o", "--output", help="output video (.mp4, .mkv, .mov, .webm, ...); optional with --live")
-    p.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor (checks the model's)")
-    _add_model_args(p, required=False)
-    p.add_argument("--batch", type=_positive, default=None,
-                   help=f"frames per network call (default {GPU_BATCH} on CUDA, 1 on the CPU; with --live: up to N "
-                        f"waiting frames)")
-    _add_precision_args(p, auto="fp16 on CUDA, bf16 on CPUs with native bf16 (AMX / AVX512-BF16) for half-safe "
-                                "models, else the fastest fp32 path")
-    p.add_argument("--tile", type=_tile, default="auto",
-                   help="tile size in LR px per frame, 'auto' (default), 'acs' or 0 (whole frame)")
-    p.add_argument("--codec", default=None,
-                   help="video encoder (default libx264; libvpx-vp9 for .webm; e.g. libx265, libsvtav1, ffv1)")
-    p.add_argument("--crf", type=_crf, default=None, help="constant-quality level (default 18)")
-    p.add_argument("--preset", default=None, help="x264/x265 speed preset (default veryfast)")
-    p.add_argument("--threads", type=_positive, default=None,
-                   help="torch CPU threads (default: all cores; on a machine busy with other work, fewer may "
-                        "be faster)")
-    p.add_argument("--color-path", choices=COLOR_PATHS, default="auto",
-                   help="Y-only models (ESPCN) on 4:2:0 sources: 'yuv' runs the network on the Y plane and "
-                        "encodes the planes directly (no RGB round trip); 'rgb' forces the RGB path; 'auto' "
-                        "(default) takes 'yuv' where it applies")
-    p.add_argument("--frames", type=_frame_range, default=None, metavar="A:B",
-                   help="only frames A..B-1 (0-based; 'A:' to the end, ':B' from the start)")
-    p.add_argument("--live", action="store_true",
-                   help="real-time mode: read at the source's pace, drop frames when behind, show measured fps")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.set_defaults(func=cmd_video)
-    return p
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (e.g. ``kill``) unwinds like Ctrl-C, so the temporary output is removed."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def cmd_video(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from restore import io
-    from restore.engine.restorer import is_oom
-    from restore.weights import load_model, resolve_model
-
-    if args.output is None and not args.live:
-        raise ValueError("-o OUTPUT is required (it is optional only with --live)")
-    weights = Path(args.weights) if args.weights else resolve_model(args.model, task="sr", scale=args.scale)
-    model = load_model(weights)
-    meta = model.meta
-    if meta.task != "sr":
-        raise ValueError(f"{weights}: a {meta.task} model; 'restore video' needs a super-resolution model")
-    if args.scale is not None and args.scale != meta.scale:
-        raise ValueError(f"{weights}: model is x{meta.scale}, but --scale {args.scale} was asked")
-    runner = _restorer(model, device=args.device, precision=args.precision, tile=args.tile, calibration=args.calib)
-    batch = args.batch or default_batch(runner.device)
-    if runner.device.type == "cpu":
-        import torch
-
-        torch.set_num_threads(args.threads or default_threads())
-    start, stop = args.frames if args.frames is not None else (0, None)
-    bar: Any = None
-
-    def on_start(info: io.VideoInfo, total: int) -> None:
-        nonlocal bar
-        print(f"{info.source}: {info.width}x{info.height} {info.codec} {info.fps:.3g} fps"
-              f"{f', {total} frames' if total else ''}"
-              f"{f', rotation {info.rotation}' if info.rotation else ''}"
-              f"{''.join(f'; {s}' for s in info.streams)}", file=sys.stderr)
-        bar = tqdm(total=None if args.live else total or None, unit="frame", desc="live" if args.live else "video",
-                   dynamic_ncols=True, smoothing=0.1, leave=False)
-
-    def progress(stats: PipelineStats) -> None:
-        bar.update(1)
-        if args.live and stats.frames_out % 5 == 0:
-            bar.set_postfix_str(f"{stats.fps:.1f} fps, dropped {stats.dropped}, delay {stats.latency * 1e3:.0f} ms",
-                                refresh=False)
-
-    try:
-        with _sigterm_as_interrupt():
-            res = upscale_video(args.input, args.output, runner, codec=args.codec, crf=args.crf, preset=args.preset,
-                                start=start, stop=stop, batch=batch, overwrite=args.overwrite, live=args.live,
-                                progress=progress, on_start=on_start, color_path=args.color_path)
-    except (RuntimeError, MemoryError) as e:
-        if args.debug or not (isinstance(e, MemoryError) or is_oom(e)):
-            raise
-        raise ValueError(f"{args.input}: out of memory; try a smaller --tile (e.g. --tile 256), a smaller --batch "
-                         f"or --device cpu") from None
-    finally:
-        if bar is not None:
-            bar.close()
-    for note in res.notes:
-        print(f"restore: note: {note}", file=sys.stderr)
-    dropped = f", {res.dropped} dropped" if res.dropped else ""
-    where = f" -> {res.output}" if res.output else ""
-    print(f"{res.source}{where}: {res.frames} frames{dropped} in {res.seconds:.1f} s, {res.fps:.1f} fps, "
-          f"real-time factor {res.realtime_factor:.2f} ({res.video_seconds:.1f} s of video; "
-          f"{res.in_size[0]}x{res.in_size[1]} -> {res.out_size[0]}x{res.out_size[1]}, {meta.family}/{meta.variant} "
-          f"x{meta.scale}, {runner.device}, {runner.precision} {runner.backend}, {res.color_path} path, batch {batch}"
-          f"{f', {_threads()} threads' if runner.device.type == 'cpu' else ''})")
-    return 0

@@ -1,19 +1,16 @@
-"""Fast paths: Triton kernels with their PyTorch references, and CPU inference tuning.
+"""Fast paths: Triton kernels with their PyTorch references (the CPU inference tuning that chooses between
+paths is the engine's: :mod:`restore.engine.cpu_paths`).
 
 * :func:`lk_dwconv` -- large-kernel depthwise conv (odd k 3..31), forward + backward in Triton;
 * :func:`conv_pixelshuffle` -- 3x3 conv written straight into pixel-shuffled layout, with fused bias,
   activation, residual and nearest-upsampled LR skip (forward in Triton, reference backward);
 * :mod:`restore.ops.dispatch` -- Triton vs reference (``RESTORE_KERNELS=auto|reference|triton``);
-* :func:`optimize_for_inference` (:mod:`restore.ops.cpu`) -- the fastest measured CPU path (ONNX Runtime fp32 /
-  int8, PyTorch bf16).
 
 Importing this package does not import Triton (only the dispatcher does, when a CUDA tensor or a forced
 ``triton`` asks for it).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from restore.ops.conv_pixelshuffle import (
     conv_pixelshuffle,
@@ -31,17 +28,9 @@ __all__ = [
     "conv_pixelshuffle_reference",
     "lk_dwconv",
     "lk_dwconv_reference",
-    "optimize_for_inference",
     "requested",
     "run_depthwise",
     "shuffle_tail",
     "upsample_tail",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name == "optimize_for_inference":
-        from restore.ops.cpu import optimize_for_inference
-
-        return optimize_for_inference
-    raise AttributeError(f"module 'restore.ops' has no attribute {name!r}")

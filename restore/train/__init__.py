@@ -8,14 +8,22 @@ this package import ``basicsr``, and only when training actually starts: importi
 
 Modules:
   * :mod:`restore.train.options`  -- the option schema, parsed once into validated dataclasses;
-  * :mod:`restore.train.networks` -- architecture table, ConvLoRA setup, deploy conversion (torch only);
+  * :mod:`restore.train.networks` -- building networks by type name, ConvLoRA setup, deploy conversion;
   * :mod:`restore.train.data`     -- datasets (paired / HR-only SR, denoising) and the resumable sampler;
   * :mod:`restore.train.losses`   -- chunked spatial-affinity distillation loss;
   * :mod:`restore.train.models`   -- SR, denoising and DSCLoRA distillation models (BasicSR ``SRModel``);
   * :mod:`restore.train.checkpoint` -- atomic saves, RNG capture, latest-state lookup;
   * :mod:`restore.train.loop`     -- the iteration loop (``train``);
   * :mod:`restore.train.testing`  -- ``restore test -opt options/test/*.yml`` (torch only, no basicsr);
-  * :mod:`restore.train.cli`      -- ``restore train`` / ``restore test`` / ``restore export`` sub-commands.
 """
 
 from __future__ import annotations
+
+
+def basicsr_problem() -> str | None:
+    """Why training cannot start (BasicSR missing or broken), or None: what ``restore train`` checks first."""
+    try:
+        import basicsr  # noqa: F401
+    except ImportError:
+        return "'restore train' needs BasicSR: pip install 'restore[train]' (the basicsr-fixed package)"
+    return None

@@ -14,45 +14,25 @@ last completed checkpoint and loses at most one checkpoint interval.
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from restore.io import files
+
 _STATE_RE = re.compile(r"^(\d+)\.state$")
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to ``path`` atomically (temp file + fsync + rename)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a saved model should get the usual permissions
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename durable
-        dfd = os.open(p.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-    return p
+    """``torch.save`` to ``path`` atomically (:func:`restore.io.files.publishing`: temp file in the same folder,
+    fsync, rename, folder fsync)."""
+    with files.publishing(path, overwrite=True) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
 
 
 def load(path: str | Path) -> Any:

@@ -38,7 +38,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from restore import io
+from restore import pixels
+from restore.io import image
+from restore.io.files import list_images
 from restore.metrics.imresize import imresize
 
 # LR pixels of context around a patch; MATLAB's antialiased bicubic at 1/s reaches 2 LR px (+ rounding).
@@ -56,15 +58,15 @@ class DataError(ValueError):
 
 def read_as(path: str | Path, color: str) -> np.ndarray:
     """HxWxC uint8: C = 3 (``rgb``) or 1 (``gray`` / ``y``)."""
-    img = io.read_image(path)
+    img = image.read_image(path)
     if img.dtype == np.uint16:
         img = np.round(img.astype(np.float32) / 257.0).astype(np.uint8)
     elif img.dtype != np.uint8:
-        img = io.to_uint(img, np.uint8)
+        img = pixels.to_uint(img, np.uint8)
     if img.ndim == 3 and img.shape[2] == 4:
         img = img[..., :3]
     if color == "rgb":
-        return np.ascontiguousarray(io.to_rgb(img))
+        return np.ascontiguousarray(pixels.to_rgb(img))
     if img.ndim == 2:
         return img[..., None]
     if color == "gray":
@@ -109,7 +111,7 @@ def list_folder(folder: str | Path, what: str) -> list[Path]:
     d = Path(folder)
     if not d.is_dir():
         raise DataError(f"{what}: {d} is not a directory")
-    files = io.list_images(d)
+    files = list_images(d)
     if not files:
         raise DataError(f"{what}: no images in {d}")
     return files

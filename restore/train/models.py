@@ -45,7 +45,8 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from torch import Tensor, nn
 
-from restore import io
+from restore import pixels
+from restore.io import image
 from restore.train import checkpoint, networks
 
 
@@ -257,9 +258,9 @@ class RestoreSRModel(SRModel):
                 item = dataset[i]
                 out = self.restore_image(runner, item)
                 if out.dtype != np.uint8:
-                    out = io.to_uint(out, np.uint8)
+                    out = pixels.to_uint(out, np.uint8)
                 if save_img:
-                    io.write_image(Path(self.opt["path"]["visualization"]) / item["name"]
+                    image.write_image(Path(self.opt["path"]["visualization"]) / item["name"]
                                    / f"{item['name']}_{current_iter}.png", out)
                 for name, m in metrics.items():
                     sums[name] += fns[m["type"]](out, item["gt"], crop_border=m.get("crop_border", 0),

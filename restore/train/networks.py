@@ -1,5 +1,6 @@
 """Architectures by BasicSR ``type`` name, ConvLoRA set-up and the deploy conversion (torch only, no basicsr).
 
+The classes come from the one architecture table, :data:`restore.registry.ARCHS`:
 ``network_g: {type: SPAN, feature_channels: 26, upscale: 4}`` builds ``restore.archs.span.SPAN(
 feature_channels=26, upscale=4)``. Checkpoints written by training carry an *arch record*
 (``{"type", "kwargs", "lora"}``, see :func:`arch_record`) next to BasicSR's ``params`` / ``params_ema``, so
@@ -9,13 +10,14 @@ ConvLoRA layers whose ``alpha`` cannot be read back from the weights.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
+
+from restore.registry import arch_class
 
 
 def subpixel_overlap(to_scale: int, from_scale: int) -> torch.Tensor:
@@ -57,27 +59,6 @@ def resample_subpixel_conv(weight: torch.Tensor, bias: torch.Tensor | None, *, o
     return w, b
 
 
-# BasicSR type name -> (module, class)
-ARCHS: dict[str, tuple[str, str]] = {
-    "SPAN": ("restore.archs.span", "SPAN"),
-    "SPANF": ("restore.archs.span", "SPANF"),
-    "ESPAN": ("restore.archs.span", "ESPAN"),
-    "IMDN": ("restore.archs.imdn", "IMDN"),
-    "IMDN_AS": ("restore.archs.imdn", "IMDN_AS"),
-    "IMDN_RTC": ("restore.archs.imdn", "IMDN_RTC"),
-    "IMDN_RTE": ("restore.archs.imdn", "IMDN_RTE"),
-    "CFSR": ("restore.archs.cfsr", "CFSR"),
-    "ESPCN": ("restore.archs.espcn", "ESPCN"),
-    "DnCNN": ("restore.archs.dncnn", "DnCNN"),
-}
-
-
-def arch_class(name: str) -> type[nn.Module]:
-    try:
-        module, cls = ARCHS[name]
-    except KeyError:
-        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(ARCHS)}") from None
-    return getattr(importlib.import_module(module), cls)
 
 
 def arch_signature(name: str) -> dict[str, inspect.Parameter]:

@@ -1,5 +1,7 @@
 """BasicSR-style option files, parsed once into validated dataclasses.
 
+One concern, kept whole (hence over 500 lines): the option schema and its validation messages.
+
 The schema is BasicSR's (``name``, ``model_type``, ``scale``, ``num_gpu``, ``manual_seed``,
 ``datasets.{train,val*}``, ``network_g``, ``network_t``, ``path``, ``train``, ``val``, ``logger``), so a
 BasicSR user reads these files at once. Differences, all additive: ``train.lora`` (ConvLoRA targets),
@@ -680,14 +682,15 @@ def _check_kwargs(conv: _Converter, where: str, kind: str, type_name: str, given
 
 def _check_network(conv: _Converter, key: str, net: NetworkOptions) -> None:
     """``type`` names one of our architectures and the other keys are its constructor's arguments."""
+    from restore.registry import ARCHS
     from restore.train import networks
 
     try:
         sig = networks.arch_signature(net.type)
     except KeyError:
-        hint = _did_you_mean(net.type, networks.ARCHS)
+        hint = _did_you_mean(net.type, ARCHS)
         raise conv.error(f"{key}.type", f"unknown architecture {net.type!r}{hint} (known: "
-                         f"{', '.join(networks.ARCHS)})") from None
+                         f"{', '.join(ARCHS)})") from None
     req = [n for n, p in sig.items() if p.default is inspect.Parameter.empty]
     _check_kwargs(conv, key, "architecture", net.type, net.kwargs, req, [n for n in sig if n not in req])
 

@@ -40,10 +40,11 @@ def register_all() -> None:
         import basicsr.models  # noqa: F401
     from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 
-    from restore.train import data, losses, models, networks
+    from restore.registry import ARCHS, arch_class
+    from restore.train import data, losses, models
 
-    for name in networks.ARCHS:
-        _register(ARCH_REGISTRY, name, networks.arch_class(name))
+    for name in ARCHS:
+        _register(ARCH_REGISTRY, name, arch_class(name))
     _register(DATASET_REGISTRY, "SRImageDataset", data.SRImageDataset)
     _register(DATASET_REGISTRY, "DenoiseDataset", data.DenoiseDataset)
     _register(LOSS_REGISTRY, "SpatialAffinityLoss", losses.SpatialAffinityLoss)

@@ -203,8 +203,9 @@ def run_test(o: TestOptions, *, root: str | Path = ".", progress: bool = True) -
     """Every ``datasets.test_*`` of ``o``: restore, score, optionally save; then ``metrics.json``."""
     from tqdm import tqdm
 
-    from restore import io
+    from restore import pixels
     from restore.engine.restorer import Restorer
+    from restore.io import files, image
     from restore.metrics.psnr_ssim import calculate_psnr, calculate_ssim
 
     fns = {"calculate_psnr": calculate_psnr, "calculate_ssim": calculate_ssim}
@@ -230,9 +231,9 @@ def run_test(o: TestOptions, *, root: str | Path = ".", progress: bool = True) -
         for img_name, lq, gt in tqdm(items, total=n, desc=ds.name, leave=False, disable=not (progress and o.val.pbar)):
             out = runner.run(lq)
             if out.dtype != np.uint8:
-                out = io.to_uint(out, np.uint8)
+                out = pixels.to_uint(out, np.uint8)
             if o.val.save_img:
-                io.write_image(out_dir / f"{img_name}_{suffix}.png", out)
+                image.write_image(out_dir / f"{img_name}_{suffix}.png", out)
             row: dict[str, Any] = {"image": img_name}
             for m_name, m in o.val.metrics.items():
                 row[m_name] = float(fns[m.type](out, gt, crop_border=m.crop_border, test_y_channel=m.test_y_channel,
@@ -240,5 +241,5 @@ def run_test(o: TestOptions, *, root: str | Path = ".", progress: bool = True) -
             dres.per_image.append(row)
         res.datasets.append(dres)
     res.results_dir.mkdir(parents=True, exist_ok=True)
-    io._atomic_write(res.metrics_file, (json.dumps(res.to_dict(), indent=2) + "\n").encode(), overwrite=True)
+    files.publish_bytes(res.metrics_file, (json.dumps(res.to_dict(), indent=2) + "\n").encode(), overwrite=True)
     return res

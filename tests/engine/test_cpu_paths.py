@@ -82,7 +82,7 @@ def test_fp32_paths_equal_the_pytorch_model(make, backend: str, tile: int | None
 @needs_ort
 def test_auto_times_the_paths_once_and_caches_the_choice(monkeypatch: pytest.MonkeyPatch,
                                                          caplog: pytest.LogCaptureFixture) -> None:
-    from restore.ops import cpu
+    from restore.engine import cpu_paths as cpu
 
     calls: list[tuple[int, ...]] = []
     real = cpu.fastest_fp32
@@ -105,7 +105,7 @@ def test_auto_times_the_paths_once_and_caches_the_choice(monkeypatch: pytest.Mon
 
 def test_bad_fast_path_is_rejected_not_used() -> None:
     """A candidate whose output differs from the model's (a trace that froze a size-dependent branch) loses."""
-    from restore.ops import cpu
+    from restore.engine import cpu_paths as cpu
 
     class SizeDependent(nn.Module):
         def __init__(self) -> None:
@@ -167,7 +167,7 @@ def test_bf16_runs_fused_channels_last_with_fp32_retry() -> None:
 
 
 def _has_conv_act(net: nn.Module) -> bool:
-    from restore.ops.cpu import ConvAct
+    from restore.engine.cpu_paths import ConvAct
 
     return any(isinstance(m, ConvAct) for m in net.modules())
 
@@ -176,7 +176,7 @@ def _has_conv_act(net: nn.Module) -> bool:
 @pytest.mark.parametrize("winner", ["fused", "unfused"])
 def test_bf16_keeps_the_faster_of_fused_and_unfused(winner: str, monkeypatch: pytest.MonkeyPatch,
                                                     caplog: pytest.LogCaptureFixture) -> None:
-    from restore.ops import cpu
+    from restore.engine import cpu_paths as cpu
 
     model = _span()
     r = Restorer(model, device="cpu", precision="bf16", tile=None)
@@ -229,7 +229,7 @@ def test_no_onnxruntime_means_a_clear_error_for_forced_paths(monkeypatch: pytest
 def test_forced_onnxruntime_that_cannot_export_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     if not HAS_ORT:
         pytest.skip("onnxruntime/onnx not installed (optional extra)")
-    from restore.ops import cpu
+    from restore.engine import cpu_paths as cpu
 
     def broken(net: nn.Module) -> bytes:
         raise RuntimeError("Exporting the operator 'foo' to ONNX opset version 17 is not supported")

@@ -15,7 +15,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from restore import io
+from restore import io, pixels
 from restore.archs.cfsr import CFSR
 from restore.archs.dncnn import DnCNN
 from restore.archs.espcn import ESPCN
@@ -314,13 +314,13 @@ def test_uint8_output_is_assembled_tile_by_tile(monkeypatch: pytest.MonkeyPatch)
     r = Restorer(spy, tile=8)
     img = io.to_uint(_planes(45, 38, 3), np.uint8)
     converted: list[int] = []
-    real_to_uint = io.to_uint
+    real_to_uint = pixels.to_uint
 
     def to_uint(a: np.ndarray, dtype: type = np.uint8) -> np.ndarray:
         converted.append(a.size)
         return real_to_uint(a, dtype)
 
-    monkeypatch.setattr(io, "to_uint", to_uint)
+    monkeypatch.setattr(pixels, "to_uint", to_uint)
     out = r.run(img)
     full = 90 * 76 * 3
     side = tiling.max_window(8, r.context)

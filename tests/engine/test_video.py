@@ -98,17 +98,7 @@ def espcn_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _main(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    """``restore.cli.main`` with the ``video`` sub-command (added here if build_parser does not have it yet)."""
-    build = cli.build_parser
-
-    def with_video():  # noqa: ANN202
-        ap = build()
-        sub = next(a for a in ap._actions if a.__class__.__name__ == "_SubParsersAction")
-        if "video" not in sub.choices:
-            video.add_video_parser(sub)
-        return ap
-
-    monkeypatch.setattr(cli, "build_parser", with_video)
+    """``restore.cli.main`` (``restore video ...``)."""
     return cli.main(argv)
 
 
@@ -272,15 +262,6 @@ def test_failure_midway_leaves_no_output(tmp_path):
 _KILL_SCRIPT = """
 import sys
 from restore import cli
-from restore.engine import video
-build = cli.build_parser
-def with_video():
-    ap = build()
-    sub = next(a for a in ap._actions if a.__class__.__name__ == "_SubParsersAction")
-    if "video" not in sub.choices:
-        video.add_video_parser(sub)
-    return ap
-cli.build_parser = with_video
 sys.exit(cli.main(sys.argv[1:]))
 """
 
@@ -362,11 +343,13 @@ def test_stream_errors_and_early_exit_stop_the_threads():
 
 
 def test_frames_argument_parsing():
-    assert video._frame_range("5:15") == (5, 15)
-    assert video._frame_range("5:") == (5, None) and video._frame_range(":7") == (0, 7)
+    from restore.cli.args import frame_range
+
+    assert frame_range("5:15") == (5, 15)
+    assert frame_range("5:") == (5, None) and frame_range(":7") == (0, 7)
     for bad in ("5", "7:3", "-1:4", "a:b", "3:3"):
         with pytest.raises(Exception, match="--frames"):
-            video._frame_range(bad)
+            frame_range(bad)
 
 
 def test_import_restore_stays_light():
@@ -376,7 +359,7 @@ def test_import_restore_stays_light():
 
 
 def test_video_precision_auto_is_bf16_only_on_native_bf16_cpus(monkeypatch):
-    from restore.ops import cpu
+    from restore.engine import cpu_paths as cpu
 
     half_safe = ModelMeta(family="t", variant="t", task="sr", scale=2, in_channels=1, out_channels=1)
     unsafe = ModelMeta(family="t", variant="t", task="sr", scale=2, in_channels=1, out_channels=1, half_safe=False)

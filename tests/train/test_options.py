@@ -141,7 +141,7 @@ def test_missing_file_and_bad_yaml(tmp_path: Path):
 
 
 def test_options_and_restore_do_not_import_basicsr():
-    code = ("import sys, restore, restore.train, restore.train.options, restore.export, restore.train.cli; "
+    code = ("import sys, restore, restore.train, restore.train.options, restore.export, restore.cli.train; "
             "print('basicsr' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert r.stdout.strip() == "False"

@@ -153,7 +153,7 @@ def test_network_g_may_be_omitted():
 
 
 def test_testing_does_not_import_basicsr():
-    code = ("import sys, restore.train.testing, restore.train.cli, restore.cli; restore.cli.build_parser(); "
+    code = ("import sys, restore.train.testing, restore.cli.train, restore.cli; restore.cli.build_parser(); "
             "print('basicsr' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert r.stdout.strip() == "False"

@@ -62,7 +62,7 @@ def test_lora_run_trains_only_the_adapters(tiny_runs: TinyRuns):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from restore.train.cli import add_export_parser, add_train_parser
+    from restore.cli.train import add_export_parser, add_train_parser
 
     ap = argparse.ArgumentParser(prog="restore")
     sub = ap.add_subparsers(dest="cmd", required=True)

@@ -1,4 +1,4 @@
-"""Handlers of the web demo (web/app.py) on tiny images, without a browser."""
+"""Handlers of the web demo (restore/web/app.py) on tiny images, without a browser."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import pytest
 gr = pytest.importorskip("gradio")
 
 from restore import Restorer, io, load_model  # noqa: E402
+from restore.web import app as webapp  # noqa: E402
+from restore.web import ui as webui  # noqa: E402
 from tests.web.conftest import gradient_image  # noqa: E402
-from web import app as webapp  # noqa: E402
 
 
 @pytest.fixture()
@@ -198,7 +199,7 @@ def test_helpers() -> None:
 
 
 def test_page_builds(app: webapp.DemoApp) -> None:
-    demo = webapp.build_ui(app)
+    demo = webui.build_ui(app)
     ids = {b.elem_id for b in demo.blocks.values() if getattr(b, "elem_id", None)}
     assert {"image-in", "example-btn", "task", "scale", "sigma", "model", "tile", "precision", "run-btn",
             "compare", "download-btn", "status"} <= ids
@@ -258,13 +259,13 @@ def test_video_tab(app: webapp.DemoApp, tmp_path: Path) -> None:
 def test_cli_parser_and_light_import() -> None:
     import argparse
 
-    from restore.web_cli import add_web_parser, cmd_web
+    from restore.cli.web import add_parsers, cmd_web
 
     ap = argparse.ArgumentParser()
-    add_web_parser(ap.add_subparsers(dest="cmd"))
+    add_parsers(ap.add_subparsers(dest="cmd"))
     args = ap.parse_args(["web", "--port", "7999", "--weights-dir", "/nonexistent-dir"])
     assert (args.host, args.port, args.func) == ("127.0.0.1", 7999, cmd_web)
     assert cmd_web(args) == 2  # missing folder: one-line error, exit 2
-    code = "import sys, restore, restore.web_cli; print('gradio' in sys.modules)"
+    code = "import sys, restore, restore.cli.web; print('gradio' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"

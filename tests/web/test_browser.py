@@ -19,9 +19,9 @@ pytest.importorskip("gradio")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from restore import Restorer, io, load_model  # noqa: E402
+from restore.web.app import make_example  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 from tests.web.conftest import free_port  # noqa: E402
-from web.app import make_example  # noqa: E402
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -54,7 +54,7 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture(scope="module")
 def server(weights_dir: Path) -> Iterator[str]:
-    from web.app import launch
+    from restore.web.ui import launch
 
     hide = pytest.MonkeyPatch()  # module-scoped: the catalogue is built here, before the per-test patch applies
     hide.setattr("restore.weights.shipped_models", lambda: [])

@@ -24,12 +24,12 @@ STARTUP_LIMIT_S = 60
 
 
 def test_restore_web_starts_in_seconds(weights_dir: Path) -> None:
-    """``python -m restore.web_cli`` (what ``restore web`` runs) announces its URL and serves the page within
+    """``python -m restore.cli.web`` (what ``restore web`` runs) announces its URL and serves the page within
     seconds (the bound is loose for busy CI machines; the time is printed)."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "restore.web_cli", "--port", str(port), "--weights-dir",
+    proc = subprocess.Popen([sys.executable, "-m", "restore.cli.web", "--port", str(port), "--weights-dir",
                              str(weights_dir), "--device", "cpu"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []

@@ -1,5 +1,7 @@
 """Fast CPU inference: :func:`optimize_for_inference`.
 
+One concern, kept whole (hence over 500 lines): building, checking and timing the CPU execution paths.
+
 Measured on the project's 2-core AVX-512 machine (numbers in docs/kernels.md): for float32 the fastest path
 for every family here is ONNX Runtime on the fused (deploy-form) network -- its fused conv+activation kernels
 and NCHWc layout beat PyTorch eager (channels_last or not), TorchScript freezing and ``torch.compile``
@@ -49,8 +51,8 @@ from torch import Tensor, nn
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "int8")
-BACKENDS = ("auto", "onnxruntime", "torch")
+CPU_PRECISIONS = ("fp32", "bf16", "int8")  # what the CPU paths run (a subset of policy.PRECISIONS)
+CPU_BACKENDS = ("auto", "onnxruntime", "torch")  # optimize_for_inference backends
 OPSET = 17
 CALIB_IMAGES = 8  # images used for int8 calibration
 CALIB_SIDE = 96  # LR crop side (px) of each calibration input
@@ -337,17 +339,17 @@ def calibration_inputs(meta: Any, images: Iterable[np.ndarray | str | Path] | st
     for denoisers. Converted to the model's colour space and range."""
     import cv2
 
-    from restore import io as rio
+    from restore.io import files, image
 
     if isinstance(images, str | Path):
         root = Path(images)
-        images = rio.list_images(root) if root.is_dir() else [root]
+        images = files.list_images(root) if root.is_dir() else [root]
     rng = np.random.default_rng(0)
     out: list[Tensor] = []
     for item in images:
         if len(out) >= count:
             break
-        img = rio.read_rgb(item) if isinstance(item, str | Path) else np.asarray(item)
+        img = image.read_rgb(item) if isinstance(item, str | Path) else np.asarray(item)
         if img.ndim == 2:
             img = np.repeat(img[..., None], 3, axis=2)
         img = img[..., :3].astype(np.float32) / (65535.0 if img.dtype == np.uint16 else 255.0)
@@ -439,10 +441,10 @@ def optimize_for_inference(
     directory (see :func:`calibration_inputs`), or model-space NCHW tensors used as they are (e.g.
     :func:`calibration_crops` of the inputs being processed). ``threads``: ONNX Runtime intra-op threads
     (default: torch's). ``keep_edges_float``: leave the first and last convolution in float32 (int8)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if precision not in CPU_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(CPU_PRECISIONS)}; got {precision!r}")
+    if backend not in CPU_BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(CPU_BACKENDS)}; got {backend!r}")
     have_ort = onnxruntime_available()
     if backend == "auto":
         backend = "onnxruntime" if have_ort and precision != "bf16" else "torch"

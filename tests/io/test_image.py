@@ -340,7 +340,7 @@ def test_corrupt_and_missing_files_give_clear_errors(tmp_path):
 
 def test_pixel_limit_and_override(tmp_path, monkeypatch):
     p = io.write_image(tmp_path / "a.png", _rand((20, 20, 3)))
-    monkeypatch.setattr(io, "MAX_IMAGE_PIXELS", 100)
+    monkeypatch.setattr(io.image, "MAX_IMAGE_PIXELS", 100)
     with pytest.raises(io.ImageTooLargeError, match=r"20x20 \(400 pixels\), over the limit of 100 pixels"):
         io.read_image(p)
     assert io.read_image(p, allow_large=True).shape == (20, 20, 3)
@@ -350,7 +350,7 @@ def test_pixel_limit_and_override(tmp_path, monkeypatch):
         io.read_image(p)
     assert io.read_image(p, allow_large=True).shape == (20, 20, 3)
     assert Image.MAX_IMAGE_PIXELS == 50
-    monkeypatch.setattr(io, "MAX_FILE_BYTES", 10)
+    monkeypatch.setattr(io.image, "MAX_FILE_BYTES", 10)
     with pytest.raises(io.ImageTooLargeError, match="file is .* bytes, over the limit of 10"):
         io.read_image(p)
     assert io.read_image(p, allow_large=True).shape == (20, 20, 3)
@@ -366,7 +366,7 @@ def test_too_large_is_refused_from_the_header_alone(tmp_path, monkeypatch, data)
         raise AssertionError("decoder called")
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", trap)
-    monkeypatch.setattr(io.cv2, "imdecode", trap)
+    monkeypatch.setattr(cv2, "imdecode", trap)
     (tmp_path / "bomb.img").write_bytes(data)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Pillow's DecompressionBombWarning (10000x10000) is not let out either
@@ -420,7 +420,7 @@ def test_atomic_write_failure_keeps_previous_file_and_leaves_no_temp(tmp_path, m
     def boom(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(io.os, "replace", boom)
+    monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError, match="No space left"):
         io.write_image(dst, _rand((5, 5), seed=9))
     assert dst.read_bytes() == before and _listing(tmp_path) == ["out.png"]

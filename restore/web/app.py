@@ -1,4 +1,5 @@
-"""Gradio demo of restore: ``restore web [--host 127.0.0.1] [--port 7860] [--weights-dir DIR]``.
+"""The web demo's state and handlers (:class:`DemoApp`); the page is :mod:`restore.web.ui`, the model list
+:mod:`restore.web.catalogue`. ``restore web [--host 127.0.0.1] [--port 7860] [--weights-dir DIR]``.
 
 A thin layer over the Python API: :func:`restore.load_model` builds the network, :class:`restore.Restorer`
 runs it, :mod:`restore.io` decodes uploads and writes results, and the video tab calls
@@ -28,16 +29,14 @@ from __future__ import annotations
 
 import atexit
 import functools
-import json
 import logging
-import re
 import shutil
 import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 from types import ModuleType
@@ -47,6 +46,17 @@ import gradio as gr
 import numpy as np
 
 from restore import io
+from restore.engine.policy import PRECISIONS as ENGINE_PRECISIONS
+from restore.engine.policy import parse_tile
+from restore.web.catalogue import (
+    ModelEntry,
+    entry_from_file,
+    filter_models,
+    first_line,
+    scan_weights_dir,
+    shipped_entries,
+    tidy_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,22 +64,11 @@ TASKS = (("Upscale", "sr"), ("Denoise", "denoise"))
 SCALES = (2, 3, 4)
 SIGMAS = ("15", "25", "50")
 TILES = ("auto", "none", "64", "128", "256", "512")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".pb", ".safetensors")
+PRECISIONS = tuple(p for p in ENGINE_PRECISIONS if p != "int8")  # int8 needs calibration images: CLI only
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"]
 MODEL_CACHE_SIZE = 3
 RUN_DIR_MAX_AGE_S = 2 * 3600
 CONCURRENCY_ID = "inference"
-
-SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial",
-                "sans-serif"]
-MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace"]
-CSS = """
-#status, #video-status {min-height: 2.5em}
-#model-info, #input-info {font-size: 0.9em}
-footer {visibility: visible}
-"""
-
 
 @dataclass(frozen=True)
 class Limits:
@@ -85,56 +84,7 @@ class Limits:
     queue_size: int = 8
 
 
-@dataclass(frozen=True)
-class ModelEntry:
-    """One model the page offers; ``key`` (the checkpoint's absolute path) is the dropdown value."""
-
-    key: str
-    name: str
-    source: str  # "shipped" | "weights folder" | "uploaded"
-    task: str  # "sr" | "denoise"
-    scale: int
-    family: str = ""
-    variant: str = ""
-    params: int = 0
-    sigma: str | None = None
-    psnr: tuple[tuple[str, float], ...] = ()
-
-    @property
-    def label(self) -> str:
-        what = f"x{self.scale}" if self.task == "sr" else f"denoise σ{self.sigma or '?'}"
-        psnr = f" · {self.psnr[0][0]} {self.psnr[0][1]:.2f} dB" if self.psnr else ""
-        return f"{self.name} · {what} · {_short_count(self.params)} params{psnr}"
-
-    def markdown(self) -> str:
-        task = f"super-resolution ×{self.scale}" if self.task == "sr" else (
-            f"denoising (σ {self.sigma})" if self.sigma else "denoising")
-        arch = f"{self.family} {self.variant}".strip() or "unknown architecture"
-        psnr = ", ".join(f"{k} {v:.2f} dB" for k, v in self.psnr) if self.psnr else "not measured"
-        return (f"**{self.name}** — {arch}, {task}  \n{self.params:,} parameters · PSNR: {psnr} · "
-                f"source: {self.source}")
-
-
 # ------------------------------------------------------------------------------------------ small helpers
-
-
-def _short_count(n: int) -> str:
-    if n >= 1_000_000:
-        return f"{n / 1e6:.1f}M"
-    return f"{n / 1e3:.1f}k" if n >= 1000 else str(n)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
-_ABS_DIRS = re.compile(r"(?<![\w.])/(?:[^\s/:'\"]+/)+")
-
-
-def tidy_message(msg: str) -> str:
-    """One line, without the server's directories (``/tmp/gradio/ab12/photo.png`` -> ``photo.png``)."""
-    return _ABS_DIRS.sub("", msg.strip().splitlines()[0] if msg.strip() else msg)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -162,30 +112,15 @@ def readable_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise gr.Error("Out of memory: try a smaller tile size or a smaller input.",
                                print_exception=False) from None
             log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error(f"Unexpected error: {tidy_message(_first_line(e))}", print_exception=False) from None
+            raise gr.Error(f"Unexpected error: {tidy_message(first_line(e))}", print_exception=False) from None
         except _user_errors() as e:
-            raise gr.Error(tidy_message(_first_line(e)), print_exception=False) from None
+            raise gr.Error(tidy_message(first_line(e)), print_exception=False) from None
         except Exception as e:
             log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error(f"Unexpected error ({type(e).__name__}): {tidy_message(_first_line(e))}",
+            raise gr.Error(f"Unexpected error ({type(e).__name__}): {tidy_message(first_line(e))}",
                            print_exception=False) from None
 
     return wrapper
-
-
-def parse_tile(value: str | int | None) -> int | str | None:
-    """``"auto"`` / ``"none"`` / a number of LR pixels, as :class:`restore.Restorer` takes it."""
-    if value is None or value == "none":
-        return None
-    if value == "auto":
-        return "auto"
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"tile size must be 'auto', 'none' or a number of pixels, not {value!r}") from None
-    if n < 16:
-        raise ValueError("tile size must be at least 16 pixels")
-    return n
 
 
 def _megapixels(n: int) -> str:
@@ -273,96 +208,6 @@ def video_module() -> ModuleType | None:
     except ImportError:
         return None
     return video if hasattr(video, "upscale_video") and hasattr(io, "probe_video") else None
-
-
-# ------------------------------------------------------------------------------------------ model catalogue
-
-
-def _sidecar(path: Path) -> dict[str, Any]:
-    p = path.with_suffix(".json")
-    if not p.is_file():
-        return {}
-    try:
-        data = json.loads(p.read_text())
-    except (OSError, ValueError):
-        log.warning("%s: not valid JSON, ignored", p)
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _psnr(value: object) -> tuple[tuple[str, float], ...]:
-    if not isinstance(value, dict):
-        return ()
-    out = []
-    for k, v in value.items():
-        try:
-            out.append((str(k), float(v)))
-        except (TypeError, ValueError):
-            continue
-    return tuple(out)
-
-
-def entry_from_file(path: str | Path, *, source: str, name: str | None = None) -> ModelEntry:
-    """Describe a checkpoint by loading it (:func:`restore.weights.describe`), plus its optional sidecar."""
-    from restore.weights import describe
-
-    p = Path(path)
-    info = describe(p)
-    extra = _sidecar(p)
-    sigma = extra.get("sigma")
-    return ModelEntry(key=str(p.resolve()), name=str(extra.get("name") or name or p.name), source=source,
-                      task=str(info["task"]), scale=int(info["scale"]), family=str(info.get("family", "")),
-                      variant=str(info.get("variant", "")), params=int(info.get("params", 0)),
-                      sigma=None if sigma is None else str(sigma), psnr=_psnr(extra.get("psnr")))
-
-
-def shipped_entries() -> list[ModelEntry]:
-    """The shipped models, from the manifest (loading a checkpoint only where the manifest is silent)."""
-    from restore.weights import SHIPPED_DIR, shipped_models
-
-    entries = []
-    for m in shipped_models():
-        path = SHIPPED_DIR / str(m["file"])
-        try:
-            if "task" in m and "params" in m:
-                sigma = m.get("sigma")
-                entries.append(ModelEntry(
-                    key=str(path.resolve()), name=str(m.get("name", path.name)), source="shipped",
-                    task=str(m["task"]), scale=int(m.get("scale", 1)), family=str(m.get("family", "")),
-                    variant=str(m.get("variant", "")), params=int(m["params"]),
-                    sigma=None if sigma is None else str(sigma), psnr=_psnr(m.get("psnr"))))
-            else:
-                e = entry_from_file(path, source="shipped", name=str(m.get("name", path.name)))
-                entries.append(replace(e, psnr=_psnr(m["psnr"])) if m.get("psnr") else e)
-        except (ValueError, OSError, KeyError) as err:
-            log.warning("shipped model %s skipped: %s", m.get("name"), _first_line(err))
-    return entries
-
-
-def scan_weights_dir(folder: str | Path) -> tuple[list[ModelEntry], list[str]]:
-    """Every loadable checkpoint directly in ``folder``, and one line per file that was skipped (and why)."""
-    d = Path(folder)
-    if not d.is_dir():
-        raise FileNotFoundError(f"--weights-dir {d}: not a directory")
-    entries, skipped = [], []
-    for p in sorted(d.iterdir()):
-        if not (p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES):
-            continue
-        try:
-            entries.append(entry_from_file(p, source="weights folder"))
-        except (ValueError, OSError, RuntimeError) as e:
-            msg = tidy_message(_first_line(e))
-            skipped.append(msg if msg.startswith(p.name) else f"{p.name}: {msg}")
-    return entries, skipped
-
-
-def filter_models(entries: Sequence[ModelEntry], task: str, scale: int | str | None,
-                  sigma: str | None) -> list[ModelEntry]:
-    """Models for ``task`` at ``scale`` (SR) or trained for noise level ``sigma`` (denoisers with an unknown or
-    'blind' level are offered for every level)."""
-    if task == "sr":
-        return [e for e in entries if e.task == "sr" and (scale in (None, "") or e.scale == int(scale))]
-    return [e for e in entries if e.task == "denoise" and (e.sigma in (None, "blind") or e.sigma == sigma)]
 
 
 # ------------------------------------------------------------------------------------------ the app
@@ -635,130 +480,3 @@ class DemoApp:
         return str(out), status
 
 
-# ------------------------------------------------------------------------------------------ the page
-
-
-def theme() -> gr.themes.Base:
-    """Gradio's default look with system fonts only (nothing fetched from a font CDN)."""
-    return gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS)
-
-
-def build_ui(app: DemoApp) -> gr.Blocks:
-    """The Blocks page; every event calls one :class:`DemoApp` method."""
-    lim = app.limits
-    task0, scale0, key0 = app.default_selection()
-    with gr.Blocks(title="restore demo", analytics_enabled=False, delete_cache=(3600, RUN_DIR_MAX_AGE_S)) as demo:
-        uploads = gr.State({})
-        gr.Markdown("# restore — super-resolution and denoising\n"
-                    "Lightweight networks, run on this machine. Upload an image, pick a model and press **Run**.")
-        with gr.Tab("Image", id="image"):
-            with gr.Row(equal_height=False):
-                with gr.Column(scale=2, min_width=320):
-                    image_in = gr.File(label=f"Image (max {lim.max_upload_bytes / 2**20:.0f} MB, "
-                                             f"{_megapixels(lim.max_pixels)})",
-                                       file_types=IMAGE_TYPES, type="filepath", elem_id="image-in", height=120)
-                    example_btn = gr.Button("Use the example photo", size="sm", elem_id="example-btn")
-                    input_preview = gr.Image(label="Input", type="filepath", interactive=False, height=180,
-                                             elem_id="input-preview", buttons=[])
-                    input_info = gr.Markdown("Upload an image (PNG, JPEG, WebP, TIFF, BMP) or try the example.",
-                                             elem_id="input-info")
-                    task = gr.Radio(list(TASKS), value=task0, label="Task", elem_id="task")
-                    scale = gr.Radio(list(SCALES), value=scale0, label="Scale", visible=task0 == "sr",
-                                     elem_id="scale")
-                    with gr.Group(visible=task0 == "denoise") as noise_group:
-                        sigma = gr.Radio(list(SIGMAS), value="25", label="Noise level (σ, 0-255 scale)",
-                                         elem_id="sigma")
-                        add_noise = gr.Checkbox(False, label="Add Gaussian noise of this level to the input first")
-                    matches = filter_models(app.models, task0, scale0, "25")
-                    # allow_custom_value: a filter change can race the list update and send the previous model;
-                    # the handlers check the value themselves (Gradio's own check would show a raw error)
-                    model = gr.Dropdown([(e.label, e.key) for e in matches], value=key0, label="Model",
-                                        elem_id="model", allow_custom_value=True)
-                    model_info = gr.Markdown(app.model_info(key0) if key0 else
-                                             app.no_model_text(task0, scale0, "25"), elem_id="model-info")
-                    with gr.Row():
-                        tile = gr.Dropdown(list(TILES), value="auto", label="Tile size (input px)", elem_id="tile",
-                                           info="auto: from free memory; none: whole image")
-                        precision = gr.Radio(list(PRECISIONS), value="auto", label="Precision", elem_id="precision")
-                    run_btn = gr.Button("Run", variant="primary", elem_id="run-btn")
-                    with gr.Accordion("Add your own checkpoint", open=False):
-                        ckpt = gr.File(label="Checkpoint (.pth, .pt, .pb, .safetensors)",
-                                       file_types=list(CHECKPOINT_SUFFIXES), type="filepath", height=100,
-                                       elem_id="ckpt")
-                        ckpt_note = gr.Markdown("")
-                with gr.Column(scale=3, min_width=400):
-                    compare = gr.ImageSlider(label="Before (input, nearest-neighbour) / after", type="filepath",
-                                             format="png", interactive=False, max_height=600, elem_id="compare",
-                                             buttons=["fullscreen"])
-                    status = gr.Markdown("The result appears here, with the time taken.", elem_id="status")
-                    download = gr.DownloadButton("Download full-resolution PNG", interactive=False,
-                                                 elem_id="download-btn", variant="secondary")
-            if app.skipped:
-                with gr.Accordion(f"{len(app.skipped)} file(s) in the weights folder were skipped", open=False):
-                    gr.Markdown("\n".join(f"- {s}" for s in app.skipped))
-
-        video_model = None
-        if app.video is not None:
-            with gr.Tab("Video", id="video"):
-                with gr.Row(equal_height=False):
-                    with gr.Column(scale=2, min_width=320):
-                        kinds = ", ".join(s.lstrip(".") for s in io.VIDEO_SUFFIXES)
-                        video_in = gr.File(label=f"Short clip ({kinds}; first {lim.max_video_frames} frames, "
-                                                 f"≤ {_megapixels(lim.max_video_pixels)} a frame)",
-                                           file_types=list(io.VIDEO_SUFFIXES), type="filepath", height=120,
-                                           elem_id="video-in")
-                        vchoices = app.video_choices()
-                        video_model = gr.Dropdown(vchoices, value=vchoices[0][1] if vchoices else None,
-                                                  label="Upscaling model", elem_id="video-model",
-                                                  allow_custom_value=True)
-                        with gr.Row():
-                            video_tile = gr.Dropdown(list(TILES), value="auto", label="Tile size (input px)")
-                            video_precision = gr.Radio(list(PRECISIONS), value="auto", label="Precision")
-                        video_btn = gr.Button("Upscale clip", variant="primary", elem_id="video-btn")
-                    with gr.Column(scale=3, min_width=400):
-                        video_out = gr.Video(label="Upscaled clip (with the source's audio)", interactive=False,
-                                             elem_id="video-out")
-                        video_status = gr.Markdown("Frames are upscaled one by one; audio and timing are kept.",
-                                                   elem_id="video-status")
-                video_btn.click(app.run_video, [video_in, video_model, video_tile, video_precision, uploads],
-                                [video_out, video_status], concurrency_id=CONCURRENCY_ID, concurrency_limit=1,
-                                show_progress_on=[video_out])
-
-        gr.Markdown(f"Runs on this machine ({app.device_name()}) · one job at a time, up to {lim.queue_size} "
-                    f"waiting · nothing is sent elsewhere.", elem_id="footer-note")
-
-        # .input (user actions only), not .change: a handler that sets these controls itself (add_checkpoint)
-        # returns the matching model list, and must not be overridden by a refresh racing it
-        filters = [task, scale, sigma, model, uploads]
-        for control in (task, scale, sigma):
-            control.input(app.refresh_models, filters, [model, model_info, scale, noise_group],
-                          show_progress="hidden")
-        model.input(app.model_info, [model, uploads], model_info, show_progress="hidden")
-        image_in.change(app.inspect_image, image_in, [input_preview, input_info], show_progress="hidden")
-        example_btn.click(app.example_image, None, image_in)
-        outs = [uploads, task, scale, noise_group, sigma, model, model_info, ckpt_note]
-        ckpt_event = ckpt.upload(app.add_checkpoint, [ckpt, uploads, task, scale, sigma], outs)
-        if video_model is not None:
-            ckpt_event.then(app.refresh_video_models, [video_model, uploads], video_model)
-        run_btn.click(app.run_image, [image_in, task, model, tile, precision, sigma, add_noise, uploads],
-                      [compare, download, status], concurrency_id=CONCURRENCY_ID, concurrency_limit=1,
-                      show_progress_on=[compare])
-    demo.queue(default_concurrency_limit=1, max_size=lim.queue_size)
-    return demo
-
-
-def launch(*, host: str = "127.0.0.1", port: int = 7860, weights_dir: str | Path | None = None,
-           device: str = "auto", limits: Limits | None = None, block: bool = True,
-           quiet: bool = False) -> tuple[gr.Blocks, DemoApp]:
-    """Build the app and serve it (``block=False`` returns at once, for tests; close with ``demo.close()``)."""
-    app = DemoApp(weights_dir=weights_dir, device=device, limits=limits)
-    demo = build_ui(app)
-    demo.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=True, quiet=True,
-                show_error=False, max_file_size=app.limits.max_upload_bytes, allowed_paths=[str(app.workdir)],
-                ssr_mode=False, pwa=False, mcp_server=False, enable_monitoring=False,
-                footer_links=["gradio", "settings"], theme=theme(), css=CSS)
-    if not quiet:
-        print(f"restore web: serving on {demo.local_url} ({len(app.models)} model(s); Ctrl-C to stop)", flush=True)
-    if block:
-        demo.block_thread()
-    return demo, app

@@ -1,4 +1,4 @@
-"""``restore train``, ``restore test`` and ``restore export`` sub-commands (wired into :mod:`restore.cli`).
+"""``restore train``, ``restore test`` and ``restore export``.
 
 ``restore train -opt FILE [--root DIR] [--resume] [--set key.sub=value ...]`` trains with BasicSR (the
 ``train`` extra); ``restore test -opt FILE [--root DIR] [--set key.sub=value ...] [--json]`` scores weights on
@@ -17,11 +17,11 @@ from typing import Any
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    try:
-        import basicsr  # noqa: F401
-    except ImportError:
-        print("restore: error: 'restore train' needs BasicSR: pip install 'restore[train]' "
-              "(the basicsr-fixed package)", file=sys.stderr)
+    from restore.train import basicsr_problem
+
+    problem = basicsr_problem()
+    if problem is not None:
+        print(f"restore: error: {problem}", file=sys.stderr)
         return 2
     from restore.train.loop import train
 
@@ -62,6 +62,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"{args.weights} [{res.source_key}] -> {res.output}: {res.description}{extra} "
           f"(max |diff| vs trained {res.max_abs_diff:.2e})")
     return 0
+
+
+def add_parsers(sub: Any) -> None:
+    add_train_parser(sub)
+    add_test_parser(sub)
+    add_export_parser(sub)
 
 
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -1,79 +1,46 @@
-"""``restore web``: start the browser demo (:mod:`web.app`, needs the ``web`` extra).
+"""``restore web``: start the browser demo (:mod:`restore.web.app`, needs the ``web`` extra).
 
-:func:`add_web_parser` adds the sub-command to ``restore``'s parser; ``python -m restore.web_cli`` runs it on
-its own. Gradio is imported only when the command runs, never by ``import restore``.
+``python -m restore.cli.web`` runs it on its own. Gradio is imported only when the command runs, never by
+``import restore`` or ``restore --help``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
+
+from restore.cli.args import port, positive
 
 EXIT_USAGE = 2
 INSTALL_HINT = "pip install 'restore[web]'"
 
 
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {value!r}")
-    return n
-
-
-def _port(value: str) -> int:
-    n = _positive(value)
-    if n > 65535:
-        raise argparse.ArgumentTypeError(f"port must be in 1..65535, not {n}")
-    return n
-
-
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for the network)")
-    p.add_argument("--port", type=_port, default=7860, help="port (default 7860)")
+    p.add_argument("--port", type=port, default=7860, help="port (default 7860)")
     p.add_argument("--weights-dir", type=Path, metavar="DIR",
                    help="offer every checkpoint in DIR (.pth/.pt/.pb/.safetensors) besides the shipped models")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where to run (auto: cuda when available)")
-    p.add_argument("--max-pixels", type=_positive, default=4_000_000,
+    p.add_argument("--max-pixels", type=positive, default=4_000_000,
                    help="largest input image, width x height (default 4000000)")
-    p.add_argument("--max-upload-mb", type=_positive, default=50, help="largest upload in MB (default 50)")
-    p.add_argument("--max-video-frames", type=_positive, default=300,
+    p.add_argument("--max-upload-mb", type=positive, default=50, help="largest upload in MB (default 50)")
+    p.add_argument("--max-video-frames", type=positive, default=300,
                    help="frames of a clip that are processed (default 300)")
-    p.add_argument("--queue-size", type=_positive, default=8,
+    p.add_argument("--queue-size", type=positive, default=8,
                    help="requests that may wait while one runs (default 8)")
 
 
-def add_web_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``web`` to ``restore``'s sub-commands."""
-    p = subparsers.add_parser("web", help=f"start the browser demo (needs the web extra: {INSTALL_HINT})",
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("web", help=f"start the browser demo (needs the web extra: {INSTALL_HINT})",
                               description="Serve the Gradio demo: image upscaling/denoising with a before/after "
                                           "slider, and a video tab when video support is installed.")
     _add_arguments(p)
     p.set_defaults(func=cmd_web)
-    return p
-
-
-def _web_app() -> ModuleType:
-    """:mod:`web.app`, also from a source checkout whose root is not on ``sys.path``."""
-    try:
-        return importlib.import_module("web.app")
-    except ModuleNotFoundError as e:
-        if e.name not in ("web", "web.app"):
-            raise
-    root = Path(__file__).resolve().parents[1]
-    if not (root / "web" / "app.py").is_file():
-        raise ModuleNotFoundError("the web demo (web/app.py) is not part of this installation", name="web")
-    sys.path.insert(0, str(root))
-    return importlib.import_module("web.app")
 
 
 def cmd_web(args: argparse.Namespace) -> int:
@@ -85,14 +52,15 @@ def cmd_web(args: argparse.Namespace) -> int:
     if args.weights_dir is not None and not args.weights_dir.is_dir():
         print(f"restore: error: --weights-dir {args.weights_dir}: not a directory", file=sys.stderr)
         return EXIT_USAGE
-    app = _web_app()
+    from restore.web import app, ui
+
     limits = app.Limits(max_upload_bytes=args.max_upload_mb * 2**20, max_pixels=args.max_pixels,
                         max_video_frames=args.max_video_frames, queue_size=args.queue_size)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"restore web: listening on {args.host}: anyone who can reach this machine can use the demo",
               file=sys.stderr)
     try:
-        app.launch(host=args.host, port=args.port, weights_dir=args.weights_dir, device=args.device, limits=limits)
+        ui.launch(host=args.host, port=args.port, weights_dir=args.weights_dir, device=args.device, limits=limits)
     except OSError as e:  # port taken, address not available
         print(f"restore: error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
         return EXIT_USAGE

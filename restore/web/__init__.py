@@ -1,7 +1,7 @@
 """Browser demo of restore (``restore web``; needs the ``web`` extra: ``pip install 'restore[web]'``).
 
 Importing this package turns Gradio's telemetry off (``GRADIO_ANALYTICS_ENABLED=False``) before
-:mod:`web.app` imports Gradio: the demo runs offline and never phones home.
+:mod:`restore.web.app` imports Gradio: the demo runs offline and never phones home.
 """
 
 from __future__ import annotations

@@ -7,11 +7,13 @@ import math
 import pytest
 
 from restore import bench
+from restore.cli import args as cli_args
+from restore.cli import bench as cli_bench
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     ap = argparse.ArgumentParser(prog="restore")
-    bench.add_bench_parser(ap.add_subparsers(dest="cmd"))
+    cli_bench.add_parsers(ap.add_subparsers(dest="cmd"))
     args = ap.parse_args(["bench", *argv])
     assert args.func(args) == 0
     return capsys.readouterr().out
@@ -44,6 +46,6 @@ def test_ntire_score_baseline() -> None:
 
 @pytest.mark.parametrize("bad", ["0x5", "axb", "1x2x3"])
 def test_size_parsing(bad: str) -> None:
-    assert bench.parse_size("256x128") == (256, 128)
+    assert cli_args.size("256x128") == (256, 128)
     with pytest.raises(argparse.ArgumentTypeError):
-        bench.parse_size(bad)
+        cli_args.size(bad)

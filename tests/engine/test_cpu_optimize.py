@@ -11,7 +11,7 @@ from torch import nn
 
 from restore.archs.espcn import ESPCN
 from restore.archs.span import SPAN
-from restore.ops.cpu import calibration_inputs, deploy_copy, optimize_for_inference
+from restore.engine.cpu_paths import calibration_inputs, deploy_copy, optimize_for_inference
 from tests.conftest import needs_bf16_cpu
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
@@ -108,7 +108,7 @@ def test_engine_runs_optimized_model() -> None:
 
 
 def test_native_bf16_reads_the_cpu_flags(tmp_path) -> None:
-    from restore.ops.cpu import cpu_info, native_bf16
+    from restore.engine.cpu_paths import cpu_info, native_bf16
 
     for flags, expected in (("fpu sse avx512f amx_bf16 amx_tile", True), ("fpu avx512f avx512_bf16", True),
                             ("fpu sse avx2 avx512f", False)):
@@ -121,7 +121,7 @@ def test_native_bf16_reads_the_cpu_flags(tmp_path) -> None:
 
 
 def test_bf16_convolutions_reads_the_cpu_flags(tmp_path) -> None:
-    from restore.ops.cpu import bf16_convolutions
+    from restore.engine.cpu_paths import bf16_convolutions
 
     for flags, expected in (("fpu sse avx avx2 fma", False), ("fpu avx2 avx512f avx512bw avx512vl avx512dq", True),
                             ("fpu avx2 avx512f avx512bw", False), ("fpu avx2 avx_ne_convert", True),
@@ -132,7 +132,7 @@ def test_bf16_convolutions_reads_the_cpu_flags(tmp_path) -> None:
 
 @needs_ort
 def test_ort_workers_sleep_when_openmp_is_passive(monkeypatch) -> None:
-    from restore.ops.cpu import export_onnx, ort_session
+    from restore.engine.cpu_paths import export_onnx, ort_session
 
     model = export_onnx(ESPCN(scale=2, features=(4, 4)).eval())
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
@@ -172,7 +172,7 @@ def _n_fused(net: nn.Module) -> int:
 
 @pytest.mark.parametrize("shape", [(1, 4, 7, 9), (2, 4, 16, 5)])
 def test_conv_activation_fusion_equals_unfused(shape) -> None:
-    from restore.ops.cpu import fuse_conv_activations
+    from restore.engine.cpu_paths import fuse_conv_activations
 
     torch.manual_seed(0)
     net = _Acts().eval()
@@ -192,7 +192,7 @@ NETWORKS = [lambda: ESPCN(scale=3, features=(8, 4)), lambda: deploy_copy(_span_t
 
 @pytest.mark.parametrize("make", NETWORKS)
 def test_conv_activation_fusion_on_the_networks(make) -> None:
-    from restore.ops.cpu import fuse_conv_activations
+    from restore.engine.cpu_paths import fuse_conv_activations
 
     net = make().eval()
     fused = fuse_conv_activations(net)
@@ -205,7 +205,7 @@ def test_conv_activation_fusion_on_the_networks(make) -> None:
 @needs_bf16_cpu
 @pytest.mark.parametrize("make", NETWORKS)
 def test_conv_activation_fusion_on_the_networks_in_bf16(make) -> None:
-    from restore.ops.cpu import fuse_conv_activations
+    from restore.engine.cpu_paths import fuse_conv_activations
 
     net = make().eval()
     x = torch.rand(1, net.meta.in_channels, 11, 13)
@@ -217,7 +217,7 @@ def test_conv_activation_fusion_on_the_networks_in_bf16(make) -> None:
 
 
 def test_conv_activation_fusion_leaves_untraceable_networks_alone() -> None:
-    from restore.ops.cpu import fuse_conv_activations
+    from restore.engine.cpu_paths import fuse_conv_activations
 
     class Branchy(nn.Module):
         def __init__(self) -> None:

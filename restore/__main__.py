@@ -1,0 +1,7 @@
+"""``python -m restore ...`` is ``restore ...`` (also what ``torchrun -m restore train ...`` starts)."""
+
+import sys
+
+from restore.cli import main
+
+sys.exit(main())

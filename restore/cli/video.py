@@ -1,0 +1,140 @@
+"""``restore video``: upscale a video file (or a live source) through :mod:`restore.engine.video`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from restore.cli.args import add_model_args, add_precision_args, crf, frame_range, positive, tile
+from restore.engine.policy import COLOR_PATHS, GPU_BATCH
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("video", help="upscale a video (keeps audio, subtitles, timing, rotation, colour)",
+                              description="Upscale a video file (or, with --live, a camera / stream). Audio and "
+                                          "subtitle streams are copied untouched; timestamps, rotation metadata "
+                                          "and colour range are kept.")
+    p.add_argument("input", metavar="INPUT", help="video file; with --live also /dev/videoN or a stream URL")
+    p.add_argument("-o", "--output", help="output video (.mp4, .mkv, .mov, .webm, ...); optional with --live")
+    p.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor (checks the model's)")
+    add_model_args(p, required=False)
+    p.add_argument("--batch", type=positive, default=None,
+                   help=f"frames per network call (default {GPU_BATCH} on CUDA, 1 on the CPU; with --live: up to N "
+                        f"waiting frames)")
+    add_precision_args(p, auto="fp16 on CUDA, bf16 on CPUs with native bf16 (AMX / AVX512-BF16) for half-safe "
+                                "models, else the fastest fp32 path")
+    p.add_argument("--tile", type=tile, default="auto",
+                   help="tile size in LR px per frame, 'auto' (default), 'acs' or 0 (whole frame)")
+    p.add_argument("--codec", default=None,
+                   help="video encoder (default libx264; libvpx-vp9 for .webm; e.g. libx265, libsvtav1, ffv1)")
+    p.add_argument("--crf", type=crf, default=None, help="constant-quality level (default 18)")
+    p.add_argument("--preset", default=None, help="x264/x265 speed preset (default veryfast)")
+    p.add_argument("--threads", type=positive, default=None,
+                   help="torch CPU threads (default: all cores; on a machine busy with other work, fewer may "
+                        "be faster)")
+    p.add_argument("--color-path", choices=COLOR_PATHS, default="auto",
+                   help="Y-only models (ESPCN) on 4:2:0 sources: 'yuv' runs the network on the Y plane and "
+                        "encodes the planes directly (no RGB round trip); 'rgb' forces the RGB path; 'auto' "
+                        "(default) takes 'yuv' where it applies")
+    p.add_argument("--frames", type=frame_range, default=None, metavar="A:B",
+                   help="only frames A..B-1 (0-based; 'A:' to the end, ':B' from the start)")
+    p.add_argument("--live", action="store_true",
+                   help="real-time mode: read at the source's pace, drop frames when behind, show measured fps")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=cmd_video)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (e.g. ``kill``) unwinds like Ctrl-C, so the temporary output is removed."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from restore import io
+    from restore.engine.restorer import is_oom
+    from restore.engine.video import PipelineStats, default_batch, default_threads, make_restorer, upscale_video
+    from restore.weights import load_model, resolve_model
+
+    if args.output is None and not args.live:
+        raise ValueError("-o OUTPUT is required (it is optional only with --live)")
+    weights = Path(args.weights) if args.weights else resolve_model(args.model, task="sr", scale=args.scale)
+    model = load_model(weights)
+    meta = model.meta
+    if meta.task != "sr":
+        raise ValueError(f"{weights}: a {meta.task} model; 'restore video' needs a super-resolution model")
+    if args.scale is not None and args.scale != meta.scale:
+        raise ValueError(f"{weights}: model is x{meta.scale}, but --scale {args.scale} was asked")
+    runner = make_restorer(model, device=args.device, precision=args.precision, tile=args.tile, calibration=args.calib)
+    batch = args.batch or default_batch(runner.device)
+    if runner.device.type == "cpu":
+        import torch
+
+        torch.set_num_threads(args.threads or default_threads())
+    start, stop = args.frames if args.frames is not None else (0, None)
+    bar: Any = None
+
+    def on_start(info: io.VideoInfo, total: int) -> None:
+        nonlocal bar
+        print(f"{info.source}: {info.width}x{info.height} {info.codec} {info.fps:.3g} fps"
+              f"{f', {total} frames' if total else ''}"
+              f"{f', rotation {info.rotation}' if info.rotation else ''}"
+              f"{''.join(f'; {s}' for s in info.streams)}", file=sys.stderr)
+        bar = tqdm(total=None if args.live else total or None, unit="frame", desc="live" if args.live else "video",
+                   dynamic_ncols=True, smoothing=0.1, leave=False)
+
+    def progress(stats: PipelineStats) -> None:
+        bar.update(1)
+        if args.live and stats.frames_out % 5 == 0:
+            bar.set_postfix_str(f"{stats.fps:.1f} fps, dropped {stats.dropped}, delay {stats.latency * 1e3:.0f} ms",
+                                refresh=False)
+
+    try:
+        with _sigterm_as_interrupt():
+            res = upscale_video(args.input, args.output, runner, codec=args.codec, crf=args.crf, preset=args.preset,
+                                start=start, stop=stop, batch=batch, overwrite=args.overwrite, live=args.live,
+                                progress=progress, on_start=on_start, color_path=args.color_path)
+    except (RuntimeError, MemoryError) as e:
+        if args.debug or not (isinstance(e, MemoryError) or is_oom(e)):
+            raise
+        raise ValueError(f"{args.input}: out of memory; try a smaller --tile (e.g. --tile 256), a smaller --batch "
+                         f"or --device cpu") from None
+    finally:
+        if bar is not None:
+            bar.close()
+    for note in res.notes:
+        print(f"restore: note: {note}", file=sys.stderr)
+    dropped = f", {res.dropped} dropped" if res.dropped else ""
+    where = f" -> {res.output}" if res.output else ""
+    print(f"{res.source}{where}: {res.frames} frames{dropped} in {res.seconds:.1f} s, {res.fps:.1f} fps, "
+          f"real-time factor {res.realtime_factor:.2f} ({res.video_seconds:.1f} s of video; "
+          f"{res.in_size[0]}x{res.in_size[1]} -> {res.out_size[0]}x{res.out_size[1]}, {meta.family}/{meta.variant} "
+          f"x{meta.scale}, {runner.device}, {runner.precision} {runner.backend}, {res.color_path} path, batch {batch}"
+          f"{f', {_threads()} threads' if runner.device.type == 'cpu' else ''})")
+    return 0

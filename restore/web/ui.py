@@ -1,0 +1,164 @@
+"""The web demo's page: Gradio Blocks wired to a :class:`restore.web.app.DemoApp`, and :func:`launch`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import gradio as gr
+
+from restore import io
+from restore.web.app import (
+    CONCURRENCY_ID,
+    IMAGE_TYPES,
+    PRECISIONS,
+    RUN_DIR_MAX_AGE_S,
+    SCALES,
+    SIGMAS,
+    TASKS,
+    TILES,
+    DemoApp,
+    Limits,
+    _megapixels,
+)
+from restore.web.catalogue import CHECKPOINT_SUFFIXES, filter_models
+
+log = logging.getLogger(__name__)
+
+SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial",
+                "sans-serif"]
+MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace"]
+CSS = """
+#status, #video-status {min-height: 2.5em}
+#model-info, #input-info {font-size: 0.9em}
+footer {visibility: visible}
+"""
+
+
+# ------------------------------------------------------------------------------------------ the page
+
+
+def theme() -> gr.themes.Base:
+    """Gradio's default look with system fonts only (nothing fetched from a font CDN)."""
+    return gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS)
+
+
+def build_ui(app: DemoApp) -> gr.Blocks:
+    """The Blocks page; every event calls one :class:`DemoApp` method."""
+    lim = app.limits
+    task0, scale0, key0 = app.default_selection()
+    with gr.Blocks(title="restore demo", analytics_enabled=False, delete_cache=(3600, RUN_DIR_MAX_AGE_S)) as demo:
+        uploads = gr.State({})
+        gr.Markdown("# restore — super-resolution and denoising\n"
+                    "Lightweight networks, run on this machine. Upload an image, pick a model and press **Run**.")
+        with gr.Tab("Image", id="image"):
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=2, min_width=320):
+                    image_in = gr.File(label=f"Image (max {lim.max_upload_bytes / 2**20:.0f} MB, "
+                                             f"{_megapixels(lim.max_pixels)})",
+                                       file_types=IMAGE_TYPES, type="filepath", elem_id="image-in", height=120)
+                    example_btn = gr.Button("Use the example photo", size="sm", elem_id="example-btn")
+                    input_preview = gr.Image(label="Input", type="filepath", interactive=False, height=180,
+                                             elem_id="input-preview", buttons=[])
+                    input_info = gr.Markdown("Upload an image (PNG, JPEG, WebP, TIFF, BMP) or try the example.",
+                                             elem_id="input-info")
+                    task = gr.Radio(list(TASKS), value=task0, label="Task", elem_id="task")
+                    scale = gr.Radio(list(SCALES), value=scale0, label="Scale", visible=task0 == "sr",
+                                     elem_id="scale")
+                    with gr.Group(visible=task0 == "denoise") as noise_group:
+                        sigma = gr.Radio(list(SIGMAS), value="25", label="Noise level (σ, 0-255 scale)",
+                                         elem_id="sigma")
+                        add_noise = gr.Checkbox(False, label="Add Gaussian noise of this level to the input first")
+                    matches = filter_models(app.models, task0, scale0, "25")
+                    # allow_custom_value: a filter change can race the list update and send the previous model;
+                    # the handlers check the value themselves (Gradio's own check would show a raw error)
+                    model = gr.Dropdown([(e.label, e.key) for e in matches], value=key0, label="Model",
+                                        elem_id="model", allow_custom_value=True)
+                    model_info = gr.Markdown(app.model_info(key0) if key0 else
+                                             app.no_model_text(task0, scale0, "25"), elem_id="model-info")
+                    with gr.Row():
+                        tile = gr.Dropdown(list(TILES), value="auto", label="Tile size (input px)", elem_id="tile",
+                                           info="auto: from free memory; none: whole image")
+                        precision = gr.Radio(list(PRECISIONS), value="auto", label="Precision", elem_id="precision")
+                    run_btn = gr.Button("Run", variant="primary", elem_id="run-btn")
+                    with gr.Accordion("Add your own checkpoint", open=False):
+                        ckpt = gr.File(label="Checkpoint (.pth, .pt, .pb, .safetensors)",
+                                       file_types=list(CHECKPOINT_SUFFIXES), type="filepath", height=100,
+                                       elem_id="ckpt")
+                        ckpt_note = gr.Markdown("")
+                with gr.Column(scale=3, min_width=400):
+                    compare = gr.ImageSlider(label="Before (input, nearest-neighbour) / after", type="filepath",
+                                             format="png", interactive=False, max_height=600, elem_id="compare",
+                                             buttons=["fullscreen"])
+                    status = gr.Markdown("The result appears here, with the time taken.", elem_id="status")
+                    download = gr.DownloadButton("Download full-resolution PNG", interactive=False,
+                                                 elem_id="download-btn", variant="secondary")
+            if app.skipped:
+                with gr.Accordion(f"{len(app.skipped)} file(s) in the weights folder were skipped", open=False):
+                    gr.Markdown("\n".join(f"- {s}" for s in app.skipped))
+
+        video_model = None
+        if app.video is not None:
+            with gr.Tab("Video", id="video"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2, min_width=320):
+                        kinds = ", ".join(s.lstrip(".") for s in io.VIDEO_SUFFIXES)
+                        video_in = gr.File(label=f"Short clip ({kinds}; first {lim.max_video_frames} frames, "
+                                                 f"≤ {_megapixels(lim.max_video_pixels)} a frame)",
+                                           file_types=list(io.VIDEO_SUFFIXES), type="filepath", height=120,
+                                           elem_id="video-in")
+                        vchoices = app.video_choices()
+                        video_model = gr.Dropdown(vchoices, value=vchoices[0][1] if vchoices else None,
+                                                  label="Upscaling model", elem_id="video-model",
+                                                  allow_custom_value=True)
+                        with gr.Row():
+                            video_tile = gr.Dropdown(list(TILES), value="auto", label="Tile size (input px)")
+                            video_precision = gr.Radio(list(PRECISIONS), value="auto", label="Precision")
+                        video_btn = gr.Button("Upscale clip", variant="primary", elem_id="video-btn")
+                    with gr.Column(scale=3, min_width=400):
+                        video_out = gr.Video(label="Upscaled clip (with the source's audio)", interactive=False,
+                                             elem_id="video-out")
+                        video_status = gr.Markdown("Frames are upscaled one by one; audio and timing are kept.",
+                                                   elem_id="video-status")
+                video_btn.click(app.run_video, [video_in, video_model, video_tile, video_precision, uploads],
+                                [video_out, video_status], concurrency_id=CONCURRENCY_ID, concurrency_limit=1,
+                                show_progress_on=[video_out])
+
+        gr.Markdown(f"Runs on this machine ({app.device_name()}) · one job at a time, up to {lim.queue_size} "
+                    f"waiting · nothing is sent elsewhere.", elem_id="footer-note")
+
+        # .input (user actions only), not .change: a handler that sets these controls itself (add_checkpoint)
+        # returns the matching model list, and must not be overridden by a refresh racing it
+        filters = [task, scale, sigma, model, uploads]
+        for control in (task, scale, sigma):
+            control.input(app.refresh_models, filters, [model, model_info, scale, noise_group],
+                          show_progress="hidden")
+        model.input(app.model_info, [model, uploads], model_info, show_progress="hidden")
+        image_in.change(app.inspect_image, image_in, [input_preview, input_info], show_progress="hidden")
+        example_btn.click(app.example_image, None, image_in)
+        outs = [uploads, task, scale, noise_group, sigma, model, model_info, ckpt_note]
+        ckpt_event = ckpt.upload(app.add_checkpoint, [ckpt, uploads, task, scale, sigma], outs)
+        if video_model is not None:
+            ckpt_event.then(app.refresh_video_models, [video_model, uploads], video_model)
+        run_btn.click(app.run_image, [image_in, task, model, tile, precision, sigma, add_noise, uploads],
+                      [compare, download, status], concurrency_id=CONCURRENCY_ID, concurrency_limit=1,
+                      show_progress_on=[compare])
+    demo.queue(default_concurrency_limit=1, max_size=lim.queue_size)
+    return demo
+
+
+def launch(*, host: str = "127.0.0.1", port: int = 7860, weights_dir: str | Path | None = None,
+           device: str = "auto", limits: Limits | None = None, block: bool = True,
+           quiet: bool = False) -> tuple[gr.Blocks, DemoApp]:
+    """Build the app and serve it (``block=False`` returns at once, for tests; close with ``demo.close()``)."""
+    app = DemoApp(weights_dir=weights_dir, device=device, limits=limits)
+    demo = build_ui(app)
+    demo.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=True, quiet=True,
+                show_error=False, max_file_size=app.limits.max_upload_bytes, allowed_paths=[str(app.workdir)],
+                ssr_mode=False, pwa=False, mcp_server=False, enable_monitoring=False,
+                footer_links=["gradio", "settings"], theme=theme(), css=CSS)
+    if not quiet:
+        print(f"restore web: serving on {demo.local_url} ({len(app.models)} model(s); Ctrl-C to stop)", flush=True)
+    if block:
+        demo.block_thread()
+    return demo, app
