@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from restore.weights import ModelLoadError, build_from_state_dict, unwrap_state_dict
+from restore.weights import ModelLoadError, build_from_state_dict, check_finite, read_checkpoint, unwrap_state_dict
 
 CHECK_TOLERANCE = 1e-3  # max |difference| on a [0, 1]-range output; fusing is exact up to float rounding
 
@@ -36,9 +36,7 @@ class ExportResult:
 
 
 def _read(path: Path, key: str | None) -> tuple[dict[str, torch.Tensor], dict | None, str]:
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: no such weights file")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = read_checkpoint(path)
     record = obj.get("restore_arch") if isinstance(obj, dict) else None
     if key is not None:
         if not isinstance(obj, dict) or not isinstance(obj.get(key), dict):
@@ -57,13 +55,19 @@ def build_training_network(path: str | Path, key: str | None = None) -> tuple[nn
 
     p = Path(path)
     sd, record, used = _read(p, key)
+    check_finite(sd, source=str(p))
     if record is None:
         return build_from_state_dict(sd, source=str(p)), used
-    net = build_from_record(record)
     try:
+        net = build_from_record(record)
         net.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        raise ModelLoadError(f"{p}: weights do not fit the recorded {record['type']} network: {e}") from None
+    except ModelLoadError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a damaged record or mismatched weights, wherever it breaks
+        what = record.get("type") if isinstance(record, dict) else record
+        raise ModelLoadError(f"{p}: weights do not fit the recorded {what} network "
+                             f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})"
+                             ) from None
     return net.eval(), used
 
 

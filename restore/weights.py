@@ -9,7 +9,7 @@ wrapped in ``params_ema`` / ``params`` / ``state_dict`` / ``model``, with or wit
 from __future__ import annotations
 
 import pickle
-import zipfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -41,23 +41,108 @@ def unwrap_state_dict(obj: object, *, source: str = "checkpoint") -> dict[str, t
     )
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read the weights of ``path`` as a flat state dict (``.pb`` via OpenCV for ESPCN)."""
-    p = Path(path)
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
+def _check_file(p: Path) -> None:
+    if p.is_dir():
+        raise ModelLoadError(f"{p}: is a directory, not a weights file")
     if not p.is_file():
         raise ModelLoadError(f"{p}: no such weights file")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read the weights of ``path`` as a flat state dict (``.pb`` via OpenCV for ESPCN).
+
+    Whatever goes wrong while reading the file (PyTorch's weights-only unpickler raises IndexError, KeyError,
+    UnicodeDecodeError, ... on text and other non-checkpoints; a blocked unsafe pickle raises UnpicklingError)
+    is a :class:`ModelLoadError` naming the file: the failure is caught by where it happens, not by its type.
+    """
+    p = Path(path)
+    _check_file(p)
     if p.suffix.lower() == ".pb":
         from restore.archs import espcn
 
-        return espcn.load_pb(p)
+        try:
+            return espcn.load_pb(p)
+        except ModelLoadError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any parse failure of the graph is the file's fault
+            raise ModelLoadError(f"{p}: not a readable ESPCN .pb graph ({_first_line(e)})") from None
+    return unwrap_state_dict(read_checkpoint(p), source=str(p))
+
+
+def read_checkpoint(path: str | Path) -> object:
+    """``torch.load(path, weights_only=True)`` on the CPU, with every failure a :class:`ModelLoadError` naming
+    the file (see :func:`read_state_dict`) and no warning reaching the user."""
+    p = Path(path)
+    _check_file(p)
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelLoadError(
-            f"{p}: not a readable PyTorch checkpoint ({first}); expected a .pth state dict or an ESPCN .pb"
-        ) from None
-    return unwrap_state_dict(obj, source=str(p))
+        with warnings.catch_warnings():  # e.g. the pickle-protocol UserWarning: the user can do nothing with it
+            warnings.simplefilter("ignore")
+            return torch.load(p, map_location="cpu", weights_only=True)
+    except MemoryError:
+        raise ModelLoadError(f"{p}: not enough memory to read this checkpoint") from None
+    except Exception as e:  # noqa: BLE001 - see read_state_dict
+        raise ModelLoadError(f"{p}: not a readable PyTorch checkpoint ({_what_it_is(p, e)}); expected a .pth "
+                             "state dict or an ESPCN .pb") from None
+
+
+_KINDS = ((b"version https://git-lfs", "a Git LFS pointer, not the weights: fetch them with 'git lfs pull'"),
+          (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"\x1f\x8b", "a gzip archive"),
+          (b"PK\x03\x04", "a zip archive that is not a PyTorch checkpoint"), (b"<", "an HTML/XML page"),
+          (b"{", "a JSON document"), (b"[", "a JSON document"))
+
+
+def _what_it_is(p: Path, err: BaseException) -> str:
+    """What the unreadable file looks like, in words (from its first bytes), else the loader's first line."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return _first_line(err)
+    if not head:
+        return "the file is empty"
+    unsafe = isinstance(err, pickle.UnpicklingError) and "weights only" in str(err).lower()
+    if unsafe and (head[:1] == b"\x80" or (head.startswith(b"PK\x03\x04") and _is_torch_zip(p))):
+        return "it holds Python objects that are not plain tensors, refused for safety (weights_only)"
+    stripped = head.lstrip()
+    for magic, what in _KINDS:
+        if stripped.startswith(magic):
+            return f"it is {what}"
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return "it is a text file"
+    return _first_line(err)
+
+
+def _is_torch_zip(p: Path) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(p) as z:
+            return any(n.endswith("/data.pkl") or n == "data.pkl" for n in z.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
+def check_finite(state_dict: Mapping[str, torch.Tensor], *, source: str) -> None:
+    """Refuse weights with NaN or infinite values (they would run and write garbage): ModelLoadError naming the
+    first such tensor."""
+    for name, t in state_dict.items():
+        if t.is_floating_point() or t.is_complex():
+            if not bool(torch.isfinite(t).all()):
+                bad = int((~torch.isfinite(t)).sum())
+                raise ModelLoadError(f"{source}: tensor {name!r} has {bad} NaN/infinite value(s); the checkpoint "
+                                     "is damaged (a diverged training run?)")
+
+
+def _unrecognised(state_dict: Mapping[str, torch.Tensor], source: str, families: Mapping[str, str],
+                  hint: str = "") -> ModelLoadError:
+    sample = ", ".join(f"{k} {tuple(v.shape)}" for k, v in list(state_dict.items())[:4])
+    return ModelLoadError(f"{source}: unrecognised architecture (known families: {', '.join(families)}); "
+                          f"first keys: {sample or '(empty)'}{hint}")
 
 
 def detect(state_dict: Mapping[str, torch.Tensor], *, source: str = "state dict") -> Detection:
@@ -66,24 +151,15 @@ def detect(state_dict: Mapping[str, torch.Tensor], *, source: str = "state dict"
 
     found = detect_all(state_dict)
     if not found:
-        sample = ", ".join(f"{k} {tuple(v.shape)}" for k, v in list(state_dict.items())[:4])
-        raise ModelLoadError(
-            f"{source}: unrecognised architecture (known families: {', '.join(FAMILIES)}); "
-            f"first keys: {sample or '(empty)'}"
-        )
+        raise _unrecognised(state_dict, source, FAMILIES)
     if len(found) > 1:
         raise ModelLoadError(f"{source}: ambiguous, matches {[d.family for d in found]}")
     return found[0]
 
 
 def build_from_state_dict(state_dict: Mapping[str, torch.Tensor], *, source: str = "state dict") -> nn.Module:
-    det = detect(state_dict, source=source)
-    model = det.build()
-    try:
-        model.load_state_dict(dict(det.state_dict), strict=True)
-    except RuntimeError as e:
-        raise ModelLoadError(f"{source}: detected {det.description} but strict load failed: {e}") from None
-    return model.eval()
+    """restore's own families only (no zoo fallback): :func:`resolve` without spandrel."""
+    return resolve(state_dict, source=source, zoo=False)[0]
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
@@ -96,14 +172,30 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     return read_state_dict(p)
 
 
-def resolve(state_dict: Mapping[str, torch.Tensor], *, source: str = "state dict") -> tuple[nn.Module, dict[str, str]]:
+def resolve(state_dict: Mapping[str, torch.Tensor], *, source: str = "state dict",
+            zoo: bool = True) -> tuple[nn.Module, dict[str, str]]:
     """The model for ``state_dict`` (weights loaded, eval mode) and which loader recognised it.
 
     restore's own families come first and are authoritative: when one recognises the dict, its strict load
     either succeeds or raises; the fallback is never consulted. Only when no family matches is the
     optional spandrel zoo asked (:mod:`restore.zoo`); without spandrel installed the error says which
-    extra to install.
+    extra to install. Non-finite weights are refused (:func:`check_finite`). Any failure while recognising
+    or building is a :class:`ModelLoadError` naming ``source``.
     """
+    check_finite(state_dict, source=source)
+    try:
+        return _resolve(state_dict, source, zoo)
+    except ModelLoadError:
+        raise
+    except MemoryError:
+        raise ModelLoadError(f"{source}: not enough memory to build this model") from None
+    except Exception as e:  # noqa: BLE001 - a malformed dict can break a detector or a constructor anywhere
+        raise ModelLoadError(f"{source}: cannot build a model from these weights ({type(e).__name__}: "
+                             f"{_first_line(e)})") from None
+
+
+def _resolve(state_dict: Mapping[str, torch.Tensor], source: str,
+             use_zoo: bool) -> tuple[nn.Module, dict[str, str]]:
     from restore.registry import FAMILIES, detect_all
 
     found = detect_all(state_dict)
@@ -113,19 +205,18 @@ def resolve(state_dict: Mapping[str, torch.Tensor], *, source: str = "state dict
         try:
             model.load_state_dict(dict(det.state_dict), strict=True)
         except RuntimeError as e:
-            raise ModelLoadError(f"{source}: detected {det.description} but strict load failed: {e}") from None
+            raise ModelLoadError(f"{source}: detected {det.description} but strict load failed: "
+                                 f"{_first_line(e)}") from None
         return model.eval(), {"loader": "restore", "detected": det.description}
     if found:
         raise ModelLoadError(f"{source}: ambiguous, matches {[d.family for d in found]}")
+    if not use_zoo:
+        raise _unrecognised(state_dict, source, FAMILIES)
     from restore import zoo
 
     if not zoo.available():
-        sample = ", ".join(f"{k} {tuple(v.shape)}" for k, v in list(state_dict.items())[:4])
-        raise ModelLoadError(
-            f"{source}: unrecognised architecture (known families: {', '.join(FAMILIES)}); "
-            f"first keys: {sample or '(empty)'}. Other architectures (ESRGAN, SwinIR, HAT, OmniSR, ...) load "
-            f"through the optional model zoo: {zoo.INSTALL_HINT}"
-        )
+        raise _unrecognised(state_dict, source, FAMILIES, hint=". Other architectures (ESRGAN, SwinIR, HAT, "
+                            f"OmniSR, ...) load through the optional model zoo: {zoo.INSTALL_HINT}")
     model = zoo.from_state_dict(state_dict, source=source)
     return model, {"loader": "spandrel", "detected": f"{model.description()} via spandrel {zoo.spandrel_version()}"}
 

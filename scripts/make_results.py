@@ -364,7 +364,10 @@ def main(argv: list[str] | None = None) -> int:
         md += ["## Before / after", "", "![bicubic vs default x4](img/before_after_x4.png)", "",
                "Left: MATLAB bicubic x4. Right: the default x4 model. Crop of `web/examples/coffee.png` "
                "(scikit-image sample image, CC0) upscaled x4.", ""]
-    OUT.write_text("\n".join(md))
+    old = OUT.read_text() if OUT.is_file() else ""
+    begin, end = "<!-- denoise-bench:begin -->", "<!-- denoise-bench:end -->"  # written by scripts/bench_denoise.py
+    kept = old[old.find(begin):old.find(end) + len(end)] if begin in old and end in old else ""
+    OUT.write_text(replace_section("\n".join(md), kept) if kept else "\n".join(md))
     readme = README.read_text()
     readme = replace_section(readme, block("results-x4", "\n".join(x4)), append=False)
     if note := budget_note(models):

@@ -13,8 +13,10 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from restore.cli import bench, evaluate, info, process, train, video, web
 
@@ -43,18 +45,39 @@ def _early_environment(argv: Sequence[str]) -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a scheduler's stop) unwinds like Ctrl-C, so temporary outputs are removed and the exit
+    status is 130. Only in the main thread (elsewhere signals cannot be set)."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _early_environment(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    if getattr(args, "debug", False):
-        return int(args.func(args) or 0)
     from restore.errors import RestoreError
 
     try:
-        return int(args.func(args) or 0)
-    except (RestoreError, FileNotFoundError, ValueError) as e:
-        print(f"restore: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        with sigterm_as_interrupt():
+            if getattr(args, "debug", False):
+                return int(args.func(args) or 0)
+            try:
+                return int(args.func(args) or 0)
+            except (RestoreError, FileNotFoundError, ValueError) as e:
+                print(f"restore: error: {e}", file=sys.stderr)
+                return EXIT_USAGE
     except KeyboardInterrupt:
         print("restore: interrupted", file=sys.stderr)
         return 130

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,13 @@ from restore.cli.args import add_model_args, add_precision_args, tile
 def add_parsers(sub: Any) -> None:
     for verb, task in (("upscale", "sr"), ("denoise", "denoise")):
         p = sub.add_parser(verb, help=f"{'upscale' if task == 'sr' else 'denoise'} images")
-        p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, directories or globs")
-        p.add_argument("-o", "--output", help="output file (one input) or directory")
+        p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, directories or globs ('**' too)")
+        p.add_argument("-o", "--output", help="output file (one input) or directory (subfolders mirrored)")
+        p.add_argument("-r", "--recursive", action="store_true", help="also the images in subfolders of a folder")
+        p.add_argument("--include", action="append", default=[], metavar="GLOB",
+                       help="only inputs whose path below the folder (or name) matches (repeatable)")
+        p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                       help="skip inputs whose path below the folder (or name) matches (repeatable)")
         if task == "sr":
             p.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor (checks the model's)")
         else:
@@ -33,30 +38,37 @@ def add_parsers(sub: Any) -> None:
         p.set_defaults(func=lambda a, t=task: cmd_process(a, t))
 
 
-def _expand_inputs(inputs: Sequence[str]) -> list[Path]:
-    from restore import io
+def _say(kind: str, msg: str) -> None:
+    """One line on stderr (through tqdm, so a progress bar on a terminal is redrawn below it)."""
+    from tqdm import tqdm
 
-    files: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            files.extend(io.list_images(p))
-        elif p.exists():
-            files.append(p)
-        else:
-            matches = sorted(Path().glob(item)) if any(c in item for c in "*?[") else []
-            if not matches:
-                raise FileNotFoundError(f"{item}: no such file, directory or matching glob")
-            files.extend(m for m in matches if m.suffix.lower() in io.IMAGE_SUFFIXES)
-    return files
+    tqdm.write(f"restore: {kind}: {msg}", file=sys.stderr)
 
 
-def _output_path(src: Path, out: str | None, suffix: str, n_inputs: int) -> Path:
-    if out is not None and n_inputs == 1 and Path(out).suffix and not Path(out).is_dir():
-        return Path(out)
-    folder = Path(out) if out is not None else src.parent
-    ext = src.suffix.lower() if src.suffix.lower() in (".png", ".tif", ".tiff", ".webp") else ".png"
-    return folder / f"{src.stem}{suffix}{ext}"
+def _os_reason(e: OSError) -> str:
+    return e.strerror or str(e) or type(e).__name__
+
+
+def plan_jobs(args: argparse.Namespace, suffix: str) -> Any:
+    """The (input, output) jobs of this run; a usage error (exit 2) when outputs collide or nothing is found."""
+    from restore.io.inputs import plan
+
+    jobs = plan(args.inputs, out=args.output, suffix=suffix, recursive=args.recursive, include=args.include,
+                exclude=args.exclude)
+    for note in jobs.notes:
+        _say("note", note)
+    if not jobs.jobs:
+        raise FileNotFoundError("; ".join(jobs.errors) or f"no images found in {' '.join(args.inputs)}")
+    out = Path(args.output) if args.output else None
+    if out is not None and len(jobs.jobs) > 1 and out.suffix and not out.is_dir():
+        raise ValueError(f"-o {args.output}: {len(jobs.jobs)} inputs need an output directory, not a file name")
+    clashes = jobs.collisions()
+    if clashes:
+        names = "; ".join(" and ".join(str(j.src) for j in group) + f" -> {group[0].dst}" for group in clashes[:5])
+        more = f" (and {len(clashes) - 5} more)" if len(clashes) > 5 else ""
+        raise ValueError(f"{len(clashes)} output name(s) would be written twice: {names}{more}; rename one input, "
+                         f"or process them in separate runs with different --suffix or -o")
+    return jobs
 
 
 def cmd_process(args: argparse.Namespace, task: str) -> int:
@@ -84,11 +96,8 @@ def cmd_process(args: argparse.Namespace, task: str) -> int:
                          f"{'upscale' if meta.task == 'sr' else 'denoise'}'")
     if task == "sr" and args.scale is not None and args.scale != meta.scale:
         raise ValueError(f"{weights}: model is x{meta.scale}, but --scale {args.scale} was asked")
-    files = _expand_inputs(args.inputs)
-    if not files:
-        raise FileNotFoundError(f"no images found in {' '.join(args.inputs)}")
-    if args.output and len(files) > 1 and Path(args.output).suffix and not Path(args.output).is_dir():
-        raise ValueError(f"-o {args.output}: {len(files)} inputs need an output directory, not a file name")
+    suffix = args.suffix if args.suffix is not None else (f"_x{meta.scale}" if task == "sr" else "_denoised")
+    jobs = plan_jobs(args, suffix)
     runner = Restorer(model, device=args.device, tile=args.tile, precision=args.precision,
                       calibration=args.calib)
     runners = {weights: runner}
@@ -102,53 +111,60 @@ def cmd_process(args: argparse.Namespace, task: str) -> int:
                                   calibration=args.calib)
         return runners[w]
 
-    suffix = args.suffix if args.suffix is not None else (f"_x{meta.scale}" if task == "sr" else "_denoised")
-    done = failed = skipped = 0
+    for err in jobs.errors:
+        _say("error", err)
+    done, failed, skipped = 0, len(jobs.errors), 0
     megapixels, t0 = 0.0, time.perf_counter()
-    for src in tqdm(files, desc=task, unit="img", disable=len(files) < 2, leave=False):
-        dst = _output_path(src, args.output, suffix, len(files))
-        if any(io.same_file(dst, f) for f in files):
-            print(f"restore: error: {src}: output {dst} would overwrite an input; choose -o or --suffix",
-                  file=sys.stderr)
-            failed += 1
-            continue
-        if dst.exists() and not args.overwrite:
-            print(f"restore: skip {src}: {dst} exists (use --overwrite)", file=sys.stderr)
-            skipped += 1
-            continue
-        try:
+    sources = [j.src for j in jobs.jobs]
+    for job in tqdm(jobs.jobs, desc=task, unit="img", disable=True if len(jobs.jobs) < 2 else None, leave=False):
+        src, dst = job.src, job.dst
+        try:  # everything about one file, the output-name checks included: a failure is this file's alone
+            if any(io.same_file(dst, f) for f in sources):
+                _say("error", f"{src}: output {dst} would overwrite an input; choose -o or --suffix")
+                failed += 1
+                continue
+            if os.path.lexists(dst) and not args.overwrite:
+                _say("skip", f"{src}: {dst} exists (use --overwrite)")
+                skipped += 1
+                continue
             img, info = io.read_image_info(src, allow_large=args.allow_large)
             for note in info.notes:
-                print(f"restore: note: {src}: {note}", file=sys.stderr)
+                _say("note", f"{src}: {note}")
             with tqdm(desc=f"{src.name} tiles", unit="tile", leave=False,
                       disable=not sys.stderr.isatty()) as tiles_bar:
                 stats = RunStats(on_forward=lambda n, bar=tiles_bar: bar.update(n - bar.n))
                 out = runner_for(img).run(img, stats=stats)
             for note in io.conversion_notes(dst, out, info=info):
-                print(f"restore: note: {dst}: {note}", file=sys.stderr)
+                _say("note", f"{dst}: {note}")
             io.write_image(dst, out, info=info, overwrite=args.overwrite)
         except io.ImageReadError as e:
-            print(f"restore: error: {e}", file=sys.stderr)
+            _say("error", str(e))
             failed += 1
             continue
-        except (RuntimeError, MemoryError) as e:
-            if args.debug or not (isinstance(e, MemoryError) or is_oom(e)):
-                raise
-            print(f"restore: error: {src}: out of memory ({img.shape[1]}x{img.shape[0]}); try a smaller --tile "
-                  f"(e.g. --tile 256) or --device cpu", file=sys.stderr)
-            failed += 1
+        except FileExistsError:
+            _say("skip", f"{src}: {dst} appeared while this image ran (use --overwrite)")
+            skipped += 1
             continue
         except (OSError, ValueError) as e:
             if args.debug:
                 raise
-            print(f"restore: error: {src} -> {dst}: {e}", file=sys.stderr)
+            _say("error", f"{src} -> {dst}: {_os_reason(e) if isinstance(e, OSError) else e}")
+            failed += 1
+            continue
+        except Exception as e:  # an allocator failure (PyTorch or ONNX Runtime) is this image's; the rest is a bug
+            if args.debug or not is_oom(e):
+                raise
+            _say("error", f"{src}: out of memory ({img.shape[1]}x{img.shape[0]}); try a smaller --tile "
+                          f"(e.g. --tile 256) or --device cpu")
             failed += 1
             continue
         done += 1
         megapixels += out.shape[0] * out.shape[1] / 1e6
         print(f"{src} -> {dst} ({img.shape[1]}x{img.shape[0]} -> {out.shape[1]}x{out.shape[0]})")
     secs = time.perf_counter() - t0
-    print(f"{done} image(s) written in {secs:.1f} s ({megapixels / secs if secs else 0:.2f} output MP/s)"
-          f"{f', {skipped} skipped' if skipped else ''}{f', {failed} failed' if failed else ''}"
-          f" [{meta.family}/{meta.variant} x{meta.scale}, {runner.device}, {runner.precision} {runner.backend}]")
+    how = f", {runner.device}, {runner.precision} {runner.backend}" if done else f", {runner.device}"
+    extra = (f", {skipped} skipped (output exists; --overwrite replaces it)" if skipped else "") + (
+        f", {failed} failed" if failed else "")
+    rate = f" ({megapixels / secs:.2f} output MP/s)" if done and secs else ""
+    print(f"{done} image(s) written in {secs:.1f} s{rate}{extra} [{meta.family}/{meta.variant} x{meta.scale}{how}]")
     return 1 if failed else 0

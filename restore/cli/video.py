@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,26 +49,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--live", action="store_true",
                    help="real-time mode: read at the source's pace, drop frames when behind, show measured fps")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    p.add_argument("--allow-truncated", action="store_true",
+                   help="exit 0 when the input has fewer frames than its header announces (the output keeps the "
+                        "decodable ones either way)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=cmd_video)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (e.g. ``kill``) unwinds like Ctrl-C, so the temporary output is removed."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_video(args: argparse.Namespace) -> int:
@@ -116,15 +98,21 @@ def cmd_video(args: argparse.Namespace) -> int:
                                 refresh=False)
 
     try:
-        with _sigterm_as_interrupt():
-            res = upscale_video(args.input, args.output, runner, codec=args.codec, crf=args.crf, preset=args.preset,
-                                start=start, stop=stop, batch=batch, overwrite=args.overwrite, live=args.live,
-                                progress=progress, on_start=on_start, color_path=args.color_path)
-    except (RuntimeError, MemoryError) as e:
-        if args.debug or not (isinstance(e, MemoryError) or is_oom(e)):
+        # SIGTERM unwinds like Ctrl-C (restore.cli.main), so the temporary output is removed
+        res = upscale_video(args.input, args.output, runner, codec=args.codec, crf=args.crf, preset=args.preset,
+                            start=start, stop=stop, batch=batch, overwrite=args.overwrite, live=args.live,
+                            progress=progress, on_start=on_start, color_path=args.color_path)
+    except io.VideoError as e:  # the input (or its output) failed: exit 1, as for an image that fails
+        if args.debug:
             raise
-        raise ValueError(f"{args.input}: out of memory; try a smaller --tile (e.g. --tile 256), a smaller --batch "
-                         f"or --device cpu") from None
+        print(f"restore: error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        if args.debug or not is_oom(e):
+            raise
+        print(f"restore: error: {args.input}: out of memory; try a smaller --tile (e.g. --tile 256), a smaller "
+              f"--batch or --device cpu", file=sys.stderr)
+        return 1
     finally:
         if bar is not None:
             bar.close()
@@ -137,4 +125,8 @@ def cmd_video(args: argparse.Namespace) -> int:
           f"{res.in_size[0]}x{res.in_size[1]} -> {res.out_size[0]}x{res.out_size[1]}, {meta.family}/{meta.variant} "
           f"x{meta.scale}, {runner.device}, {runner.precision} {runner.backend}, {res.color_path} path, batch {batch}"
           f"{f', {_threads()} threads' if runner.device.type == 'cpu' else ''})")
+    if res.truncated and not args.allow_truncated:
+        print(f"restore: error: {args.input}: {res.expected_frames} frames expected, {res.frames} decoded (the file "
+              f"is cut short or damaged); pass --allow-truncated to accept this", file=sys.stderr)
+        return 1
     return 0

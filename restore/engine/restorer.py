@@ -99,10 +99,19 @@ TUNE_MIN_PIXELS = 64 * 64  # smallest window (LR px) on which the CPU fp32 paths
 TUNE_SIDE = 256  # the timing runs on a crop of at most this many LR px a side of that window
 
 
+OOM_MESSAGES = ("out of memory", "can't allocate memory", "failed to allocate memory", "bad_alloc",
+                "bad allocation", "cannot allocate memory")
+"""Allocator failures as PyTorch (CUDA, MPS, CPU) and ONNX Runtime word them."""
+
+
 def is_oom(err: BaseException) -> bool:
-    """True for allocator failures (CUDA / MPS 'out of memory', CPU "can't allocate memory")."""
+    """True for allocator failures: PyTorch's (CUDA / MPS 'out of memory', CPU "can't allocate memory") and
+    ONNX Runtime's ('Failed to allocate memory', std::bad_alloc), whose exceptions are RuntimeErrors too."""
+    if isinstance(err, MemoryError):
+        return True
+    ort = type(err).__module__.startswith("onnxruntime")  # Fail / RuntimeException are plain Exceptions
     msg = str(err).lower()
-    return isinstance(err, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
+    return (isinstance(err, RuntimeError) or ort) and any(m in msg for m in OOM_MESSAGES)
 
 
 def available_memory(device: torch.device) -> int:
@@ -140,10 +149,23 @@ def bytes_per_pixel(model: nn.Module, meta: ModelMeta) -> float:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"``: ``cuda`` when available, else ``cpu``; anything else as ``torch.device`` reads it."""
+    """``"auto"``: ``cuda`` when available, else ``cpu``; anything else as ``torch.device`` reads it, checked:
+    a CUDA device that is not there is a one-line ValueError (not PyTorch's traceback on first use)."""
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"unknown device {device!r} ({e}); use 'cpu', 'cuda', 'cuda:N' or 'auto'") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r}: no CUDA device is available here (PyTorch "
+                             f"{torch.__version__}{'' if torch.version.cuda else ', built without CUDA'}); "
+                             "use --device cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                             f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    return dev
 
 
 def resolve_precision(precision: str, device: torch.device, meta: ModelMeta) -> torch.dtype:
@@ -287,6 +309,7 @@ class Restorer:
         self.backend_request: str = backend
         self.calibration = calibration
         self._fast: nn.Module | None = None  # the CPU fp32 / int8 runner, built by the first window
+        self._ran_small = False  # windows too small to time the fp32 paths on ran eager
         self._fast_lock = threading.Lock()
         self._low_unfused: nn.Module | None = None  # bf16 CPU: the unfused twin, until the first window times both
         self.low_model = None if self.dtype is torch.float32 else self._low_precision_model()
@@ -339,7 +362,7 @@ class Restorer:
     def backend(self) -> str:
         """The path that runs the network: ``"onnxruntime"``, ``"torch"`` (fused, channels_last) or ``"eager"``
         (the model as given); ``"pending"`` on the CPU while ``backend="auto"`` has not seen a window large
-        enough to time the fp32 candidates (or int8 has not been built yet)."""
+        enough to time the fp32 candidates (or int8 has not been built yet); ``"eager"`` once such small windows ran."""
         if self._fast is not None:
             return str(getattr(self._fast, "backend", "eager"))
         if self.device.type != "cpu" or self.precision == "fp16" or self.backend_request == "eager":
@@ -348,7 +371,7 @@ class Restorer:
             return "torch"
         if self.backend_request == "torch":
             return "torch"
-        return "pending"
+        return "eager" if self._ran_small else "pending"
 
     def _fp32_runner(self, x: torch.Tensor) -> nn.Module | None:
         """The CPU fast path for ``x`` (fp32 or int8), built and cached on first use; None: run the model as
@@ -359,6 +382,7 @@ class Restorer:
             return None
         small = x.shape[-2] * x.shape[-1] < TUNE_MIN_PIXELS
         if self.precision == "fp32" and self.backend_request == "auto" and small:
+            self._ran_small = True
             return None
         with self._fast_lock:
             if self._fast is None:

@@ -434,6 +434,12 @@ class VideoResult:
     sr_seconds: float = 0.0  # time spent in the network stage (the rest overlaps with it or is decode/encode)
     notes: list[str] = field(default_factory=list)
     color_path: str = "rgb"  # "yuv" (Y-plane path) or "rgb", see the module docstring
+    expected_frames: int = 0  # set when fewer frames were decoded than the container announces (see announced_frames)
+
+    @property
+    def truncated(self) -> bool:
+        """Fewer frames decoded than the container announces (a file cut short, damaged data)."""
+        return self.expected_frames > 0
 
     @property
     def fps(self) -> float:
@@ -442,6 +448,20 @@ class VideoResult:
     @property
     def realtime_factor(self) -> float:
         return self.video_seconds / self.seconds if self.seconds > 0 else 0.0
+
+
+TRUNCATION_SHARE = 0.9  # without a frame count in the header, fewer than 90% of duration x fps is a cut-short file
+
+
+def announced_frames(info: VideoInfo, start: int = 0, stop: int | None = None) -> tuple[int, bool]:
+    """Frames of ``start:stop`` that the container promises: (count, exact). Exact from the header's frame count;
+    else an estimate from its duration and frame rate; (0, False) when it says neither (or for live sources)."""
+    if info.live:
+        return 0, False
+    total, exact = (info.n_frames, True) if info.n_frames else (info.estimated_frames(), False)
+    if not total:
+        return 0, False
+    return max(0, min(total, stop if stop is not None else total) - start), exact
 
 
 def _paced(items: Iterable[Any], time_base: Any) -> Iterator[Any]:
@@ -572,10 +592,19 @@ def upscale_video(source: str | Path, output: str | Path | None, model: nn.Modul
                      f"skipped")
     if read_stats.truncated:
         notes.append(f"the source {read_stats.truncated}; the frames before it were processed")
+    header, exact = announced_frames(info, start, stop)
+    decoded = n + pipe.stats.dropped
+    if header and (decoded < header if exact else decoded < TRUNCATION_SHARE * header - 1):
+        what = "header announces" if exact else f"duration ({info.duration:.3g} s at {info.fps:.3g} fps) implies about"
+        notes.append(f"{src}: truncated: the container {what} {header} frame(s), {decoded} could be decoded; the "
+                     "output has only those")
+    else:
+        header = 0
     out_size = (writer.width, writer.height) if writer is not None else (width, height)
     return VideoResult(source=src, output=str(dst) if dst is not None else None, frames=n, seconds=seconds,
                        video_seconds=span, in_size=(info.width, info.height), out_size=out_size,
-                       dropped=pipe.stats.dropped, sr_seconds=pipe.stats.sr_seconds, notes=notes, color_path=path)
+                       dropped=pipe.stats.dropped, sr_seconds=pipe.stats.sr_seconds, notes=notes, color_path=path,
+                       expected_frames=header)
 
 
 def _is_frame(item: Any) -> bool:

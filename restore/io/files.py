@@ -31,10 +31,14 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+TEMP_STEM_CHARS = 64  # of the final name's stem in a temporary name: it must fit wherever the final name fits
+
+
 def temp_path(final: str | Path) -> Path:
-    """A hidden, unique name next to ``final`` with the same suffix (a suffix can pick a container format)."""
+    """A hidden, unique name next to ``final`` with the same suffix (a suffix can pick a container format), never
+    longer than ``final``'s own name allows (the stem is shortened)."""
     p = Path(final)
-    return p.with_name(f".{p.stem}.{secrets.token_hex(4)}.part{p.suffix}")
+    return p.with_name(f".{p.stem[:TEMP_STEM_CHARS]}.{secrets.token_hex(4)}.part{p.suffix}")
 
 
 def fsync_dir(folder: str | Path) -> None:
@@ -85,7 +89,7 @@ def publishing(final: str | Path, *, overwrite: bool) -> Iterator[Path]:
     folder is created if needed; ``tmp`` has the usual permissions (umask), not ``mkstemp``'s 0600."""
     p = Path(final)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=f".part{p.suffix}", dir=p.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{p.stem[:TEMP_STEM_CHARS]}.", suffix=f".part{p.suffix}", dir=p.parent)
     os.close(fd)
     tmp = Path(name)
     try:

@@ -249,8 +249,10 @@ def _pillow_limits(allow_large: bool) -> Iterator[None]:
     when it is stricter than ours (``allow_large`` or a raised :data:`MAX_IMAGE_PIXELS`), under a lock."""
     ours = None if allow_large else MAX_IMAGE_PIXELS
     theirs = Image.MAX_IMAGE_PIXELS
+    # Pillow's bomb warning (our check replaces it) and its "Corrupt EXIF data"-style UserWarnings: a damaged part
+    # is either refused or noted, never printed as a Python warning
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore")
         if theirs is None or (ours is not None and ours <= 2 * theirs):
             yield
             return

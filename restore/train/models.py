@@ -77,12 +77,12 @@ def load_weights(net: nn.Module, path: str, *, strict: bool, param_key: str | No
     (``params_ema`` > ``params`` > flat), ``module.`` stripped. ``resample_tail``: the name of ``net``'s conv
     that feeds its PixelShuffle; when the file's is for another scale it is resampled to ``net``'s
     (:func:`networks.resample_subpixel_conv`) instead of being left initialised."""
-    from restore.weights import read_state_dict, unwrap_state_dict
+    from restore.weights import read_checkpoint, read_state_dict, unwrap_state_dict
 
     if path.endswith(".pb"):
         sd = read_state_dict(path)
     else:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = read_checkpoint(path)
         if param_key and isinstance(obj, dict) and isinstance(obj.get(param_key), dict):
             obj = obj[param_key]
         sd = unwrap_state_dict(obj, source=path)

@@ -20,9 +20,7 @@ Outputs under ``ROOT/results/<name>/``: ``<dataset>/<image>_<suffix>.png`` when 
 from __future__ import annotations
 
 import json
-import pickle
 import sys
-import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,18 +82,14 @@ def read_checkpoint(path: str | Path, param_key: str | None) -> tuple[dict[str, 
     ``param_key`` when the file has it (``params_ema`` falls back to ``params``, as BasicSR's
     ``load_network``); ``None``: ``params_ema`` > ``params`` > the usual wrappers. ``module.`` is stripped.
     """
-    from restore.weights import ModelLoadError, read_weights, unwrap_state_dict
+    from restore.weights import ModelLoadError, read_checkpoint, read_weights, unwrap_state_dict
 
     p = Path(path)
     if not p.is_file():
         raise ModelLoadError(f"{p}: no such weights file (path.pretrain_network_g)")
     if p.suffix.lower() in (".pb", ".safetensors"):
         return read_weights(p), "(flat)", None
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelLoadError(f"{p}: not a readable PyTorch checkpoint ({first})") from None
+    obj = read_checkpoint(p)
     if not isinstance(obj, Mapping) or all(isinstance(v, torch.Tensor) for v in obj.values()):
         return unwrap_state_dict(obj, source=str(p)), "(flat)", None
     record = obj.get("restore_arch") if isinstance(obj.get("restore_arch"), Mapping) else None

@@ -235,7 +235,7 @@ def test_corrupt_or_unsupported_is_one_line_error(tmp_path, espcn_weights, monke
     rc = _main(["video", str(bad), "-o", str(dst), "--weights", str(espcn_weights), "--device", "cpu",
                 "--threads", "1"], monkeypatch)
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "Traceback" not in err[0]
+    assert rc == 1 and len(err) == 1 and "Traceback" not in err[0]
     assert err[0].startswith("restore: error: ") and str(bad) in err[0]
     assert ("no video stream" if kind == "no_video" else "not a readable video") in err[0]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("out", ".out"))) == []
@@ -367,7 +367,9 @@ def test_video_precision_auto_is_bf16_only_on_native_bf16_cpus(monkeypatch):
     assert video.video_precision("auto", "cpu", half_safe) == "bf16"
     assert video.video_precision("auto", "cpu", unsafe) == "auto"
     assert video.video_precision("fp32", "cpu", half_safe) == "fp32"  # an explicit choice is kept
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert video.video_precision("auto", "cuda", half_safe) == "auto"  # fp16 there, decided by the engine
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(cpu, "native_bf16", lambda: False)
     assert video.video_precision("auto", "cpu", half_safe) == "auto"
 

@@ -1,0 +1,153 @@
+"""From what the user typed to a list of (input, output) jobs, before any work starts (standard library only).
+
+:func:`plan` expands files, folders (``recursive``: the whole tree, symbolic-link loops detected) and globs
+(relative or absolute, ``**`` included), filters them with ``include`` / ``exclude`` globs on the path relative to
+the folder given, maps each to its output (next to it, or under ``-o`` mirroring its subfolder), and finds every
+output name that two inputs would share. Nothing here reads an image or touches an output.
+
+Output names: ``<stem><suffix><ext>``, where ``ext`` is the input's own for lossless formats (PNG, TIFF, WebP) and
+``.png`` otherwise (a restored photo is not re-compressed as JPEG). ``a.png`` and ``a.jpg`` in one folder would
+both become ``a_x4.png``: :func:`plan` reports that as a collision (the caller refuses the run) rather than let the
+second overwrite the first.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import hashlib
+import os
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from restore.io.files import IMAGE_SUFFIXES
+
+LOSSLESS_SUFFIXES = (".png", ".tif", ".tiff", ".webp")
+GLOB_CHARS = "*?["
+
+
+@dataclass(frozen=True)
+class Job:
+    src: Path
+    dst: Path
+    rel: Path  # the input's path relative to the folder or glob root it was found under (its own name otherwise)
+
+
+@dataclass
+class Plan:
+    jobs: list[Job] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # inputs that name nothing, loops, unreadable folders
+    notes: list[str] = field(default_factory=list)
+
+    def collisions(self) -> list[list[Job]]:
+        """Groups of jobs (two or more) that would write the same output file."""
+        by_dst: dict[str, list[Job]] = defaultdict(list)
+        for job in self.jobs:
+            by_dst[os.path.normcase(os.path.abspath(job.dst))].append(job)
+        return [group for group in by_dst.values() if len(group) > 1]
+
+
+def _matches(rel: Path, patterns: Sequence[str]) -> bool:
+    text = rel.as_posix()
+    return any(fnmatch.fnmatchcase(text, p) or fnmatch.fnmatchcase(rel.name, p) for p in patterns)
+
+
+def walk_images(root: Path, *, recursive: bool, notes: list[str]) -> Iterator[Path]:
+    """Image files (by suffix, hidden ones skipped) in ``root``, sorted; the whole tree with ``recursive``.
+    Followed symbolic links to folders are entered once: a link back to a folder already being walked is a
+    loop, reported in ``notes`` and not followed."""
+    seen: set[tuple[int, int]] = set()
+
+    def visit(folder: Path) -> Iterator[Path]:
+        try:
+            st = folder.stat()
+        except OSError as e:
+            notes.append(f"{folder}: cannot read this folder ({e.strerror or e})")
+            return
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            notes.append(f"{folder}: symbolic-link loop (a folder already being read); not followed")
+            return
+        seen.add(key)
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError as e:
+            notes.append(f"{folder}: cannot list this folder ({e.strerror or e})")
+            return
+        for p in entries:
+            if p.name.startswith("."):
+                continue
+            if p.is_dir():
+                if recursive:
+                    yield from visit(p)
+            elif p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+                yield p
+
+    yield from visit(root)
+
+
+def _glob_root(pattern: str) -> Path:
+    """The folder part of ``pattern`` before its first wildcard (what relative paths are measured from)."""
+    parts = Path(pattern).parts
+    fixed = [p for p in parts[: next((i for i, p in enumerate(parts) if any(c in p for c in GLOB_CHARS)),
+                                     len(parts))]]
+    return Path(*fixed) if fixed else Path(".")
+
+
+def output_for(src: Path, rel: Path, out: str | None, suffix: str, *, single: bool) -> Path:
+    """Where the result of ``src`` goes (see the module docstring)."""
+    ext = src.suffix.lower() if src.suffix.lower() in LOSSLESS_SUFFIXES else ".png"
+    name = f"{src.stem}{suffix}{ext}"
+    if out is None:
+        return src.with_name(name)
+    o = Path(out)
+    if single and o.suffix and not o.is_dir():
+        return o
+    return o / rel.parent / name
+
+
+def plan(inputs: Sequence[str], *, out: str | None, suffix: str, recursive: bool = False,
+         include: Sequence[str] = (), exclude: Sequence[str] = ()) -> Plan:
+    """The jobs for ``inputs`` (see the module docstring); inputs that name nothing go to ``errors``."""
+    res = Plan()
+    found: list[tuple[Path, Path]] = []  # (file, path relative to its root)
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files = list(walk_images(p, recursive=recursive, notes=res.notes))
+            found += [(f, f.relative_to(p)) for f in files]
+            if not files:
+                res.notes.append(f"{item}: no images in this folder" + ("" if recursive else
+                                                                       " (use -r to include subfolders)"))
+        elif p.exists() or p.is_symlink():
+            found.append((p, Path(p.name)))
+        elif any(c in item for c in GLOB_CHARS):
+            root = _glob_root(item)
+            matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
+            files = [m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_SUFFIXES]
+            if not files:
+                res.errors.append(f"{item}: no image matches this pattern")
+            found += [(m, m.relative_to(root) if m.is_relative_to(root) else Path(m.name)) for m in files]
+        else:
+            res.errors.append(f"{item}: no such file, directory or matching glob")
+    seen: set[str] = set()
+    kept = [(f, rel) for f, rel in found
+            if (not include or _matches(rel, include)) and not (exclude and _matches(rel, exclude))]
+    for f, rel in kept:
+        key = os.path.normcase(os.path.abspath(f))
+        if key in seen:  # named twice (a file and its folder, two overlapping globs): once is enough
+            continue
+        seen.add(key)
+        res.jobs.append(Job(f, Path(), rel))
+    single = len(res.jobs) == 1 and len(inputs) == 1 and not Path(inputs[0]).is_dir()
+    res.jobs = [Job(j.src, output_for(j.src, j.rel, out, suffix, single=single), j.rel) for j in res.jobs]
+    return res
+
+
+def shard_of(rel: Path, count: int) -> int:
+    """Stable shard (0..count-1) of an input by its path relative to its root: the same on every machine and
+    Python process (no salted ``hash``), so shards are disjoint and together cover the input."""
+    digest = hashlib.sha1(rel.as_posix().encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") % count
