@@ -12,6 +12,8 @@ from restore.engine.cpu_paths import bf16_convolutions
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+FIXTURES = REPO / "tests" / "fixtures"
+"""Small frozen test vectors (tests/fixtures/README.md says how each was made); never needs ../shared."""
 
 
 # bf16 on the CPU: oneDNN needs AVX512-BW/VL/DQ or AVX-NE-CONVERT (an AVX2-only CI box has neither)
@@ -39,6 +41,13 @@ def restore_exe() -> str:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _tuning_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets an empty tuning cache (restore.engine.path_cache): no choice measured by another test, or
+    by the user's runs, decides a test's path. Subprocesses inherit it through the environment."""
+    monkeypatch.setenv("RESTORE_CACHE_DIR", str(tmp_path_factory.mktemp("restore-cache")))
 
 
 @pytest.fixture(autouse=True, scope="session")

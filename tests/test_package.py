@@ -38,3 +38,18 @@ def test_cli_bad_weights_is_one_line_error(tmp_path):
     assert "Traceback" not in r.stderr and "not a readable PyTorch checkpoint" in r.stderr
     r = _cli("info", str(tmp_path / "nope.pth"))
     assert r.returncode == 2 and "no such weights file" in r.stderr
+
+
+def test_help_of_every_verb_imports_no_torch():
+    """``restore --help`` and ``restore VERB --help`` build the parser only: no torch, OpenCV, Gradio, BasicSR
+    (what makes them start in a fraction of a second)."""
+    from restore.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    code = ("import sys\nfrom restore.cli import main\n"
+            "for argv in [['--help']] + [[v, '--help'] for v in sys.argv[1:]]:\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "heavy = [m for m in ('torch', 'cv2', 'gradio', 'basicsr', 'onnxruntime', 'av') if m in sys.modules]\n"
+            "print('HEAVY', ','.join(heavy))")
+    r = subprocess.run([sys.executable, "-c", code, *sub.choices], capture_output=True, text=True, check=True)
+    assert r.stdout.strip().splitlines()[-1] == "HEAVY", r.stdout[-500:]

@@ -18,10 +18,10 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 
-from restore.cli import bench, evaluate, info, process, train, video, web
+from restore.cli import bench, cache, evaluate, info, process, train, video, web
 
 EXIT_USAGE = 2
-VERBS = (process, evaluate, info, train, bench, video, web)
+VERBS = (process, evaluate, info, train, bench, video, web, cache)
 
 
 def build_parser() -> argparse.ArgumentParser:

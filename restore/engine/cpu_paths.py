@@ -58,15 +58,15 @@ CALIB_IMAGES = 8  # images used for int8 calibration
 CALIB_SIDE = 96  # LR crop side (px) of each calibration input
 FP32_CANDIDATES = ("onnxruntime", "torch", "eager")  # timed by fastest_fp32
 VERIFY_RTOL = 1e-3  # a fast path's output on the probe must equal the model's within this (x max(1, |ref|))
+VERIFY_SIDE = 96  # a cached or default path is checked on a crop of at most this many px a side
 
 
 def onnxruntime_available() -> bool:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether ONNX Runtime and onnx are installed (found, not imported: importing them costs a second or more,
+    paid only by a run that uses them)."""
+    from importlib.util import find_spec
+
+    return find_spec("onnxruntime") is not None and find_spec("onnx") is not None
 
 
 def cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> tuple[str, frozenset[str]]:
@@ -433,6 +433,7 @@ def optimize_for_inference(
     threads: int | None = None,
     keep_edges_float: bool = True,
     calib_method: str = "minmax",
+    graph: bytes | None = None,
 ) -> OptimizedModel:
     """The fastest measured CPU path for ``model`` (see the module docstring).
 
@@ -440,7 +441,8 @@ def optimize_for_inference(
     'onnxruntime' or 'torch'. ``calibration`` (int8 only, required): images (uint8 RGB arrays or paths) or a
     directory (see :func:`calibration_inputs`), or model-space NCHW tensors used as they are (e.g.
     :func:`calibration_crops` of the inputs being processed). ``threads``: ONNX Runtime intra-op threads
-    (default: torch's). ``keep_edges_float``: leave the first and last convolution in float32 (int8)."""
+    (default: torch's). ``keep_edges_float``: leave the first and last convolution in float32 (int8). ``graph``:
+    the deploy-form network already exported to ONNX (e.g. from the tuning cache), instead of exporting it."""
     if precision not in CPU_PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(CPU_PRECISIONS)}; got {precision!r}")
     if backend not in CPU_BACKENDS:
@@ -457,7 +459,7 @@ def optimize_for_inference(
     net = deploy_copy(model)
     if backend == "torch":
         return OptimizedModel(net, precision=precision, backend="torch")
-    graph = export_onnx(net)
+    graph = graph if graph is not None else export_onnx(net)
     if precision == "int8":
         if calibration is None:
             raise ValueError("precision='int8' needs calibration images (a few typical inputs or training images)")
@@ -528,8 +530,31 @@ def _close(y: Tensor, ref: Tensor, rtol: float = VERIFY_RTOL) -> bool:
         (y.float() - ref.float()).abs().max().item() <= rtol * max(1.0, ref.abs().max().item()))
 
 
+def fp32_path(model: nn.Module, backend: str, probe: Tensor, *, graph: bytes | None = None,
+              threads: int | None = None) -> nn.Module:
+    """The float32 runner ``backend`` ("onnxruntime", "torch" or "eager") for ``model``, checked against the
+    model on a crop of ``probe`` of at most ``VERIFY_SIDE`` px a side (as :func:`fastest_fp32` checks, without the
+    timing); eager when it cannot be built or disagrees (with a warning)."""
+    eager = EagerModel(model)
+    if backend == "eager":
+        return eager
+    crop = probe.detach().float().cpu()[..., :VERIFY_SIDE, :VERIFY_SIDE].contiguous()
+    try:
+        if backend == "onnxruntime" and not onnxruntime_available():
+            raise ValueError("onnxruntime is not installed")
+        runner = optimize_for_inference(model, precision="fp32", backend=backend, threads=threads, graph=graph)
+        if _close(runner(crop), eager(crop)):
+            return runner
+        log.warning("fp32 CPU path %r differs from the model's output; running eager", backend)
+    except Exception as e:  # noqa: BLE001 - an optional path that cannot run leaves the model as given
+        log.warning("fp32 CPU path %r unavailable (%s); running eager", backend,
+                    str(e).splitlines()[0] if str(e) else type(e).__name__)
+    return eager
+
+
 def fastest_fp32(model: nn.Module, probe: Tensor, *, candidates: Sequence[str] = FP32_CANDIDATES,
-                 threads: int | None = None, reps: int = 2) -> tuple[nn.Module, dict[str, float]]:
+                 threads: int | None = None, reps: int = 2,
+                 graph: bytes | None = None) -> tuple[nn.Module, dict[str, float]]:
     """The fastest float32 CPU runner for ``model`` on inputs like ``probe`` (model-space NCHW).
 
     Candidates: ``onnxruntime`` (:func:`optimize_for_inference` fp32: ONNX Runtime on the fused network),
@@ -553,7 +578,8 @@ def fastest_fp32(model: nn.Module, probe: Tensor, *, candidates: Sequence[str] =
             elif name == "onnxruntime":
                 if not onnxruntime_available():
                     continue
-                runner = optimize_for_inference(model, precision="fp32", backend="onnxruntime", threads=threads)
+                runner = optimize_for_inference(model, precision="fp32", backend="onnxruntime", threads=threads,
+                                                graph=graph)
             else:
                 runner = optimize_for_inference(model, precision="fp32", backend="torch")
             if runner is not eager and not _close(runner(probe), ref):

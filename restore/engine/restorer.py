@@ -425,16 +425,44 @@ class Restorer:
         if self.precision == "int8":
             return self._build_int8(x)
         if self.backend_request == "auto":
-            runner, times = cpu.fastest_fp32(self.model, self._tune_probe(x))
-            log.info("CPU fp32 path for %s/%s: %s (%s)", self.meta.family, self.meta.variant, runner.backend,
-                     ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in times.items()))
-            return runner
+            return self._auto_fp32(self._tune_probe(x))
         try:
             return cpu.optimize_for_inference(self.model, precision="fp32", backend=self.backend_request)
         except (RuntimeError, TypeError, NotImplementedError) as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise ValueError(f"backend={self.backend_request!r} cannot run {self.meta.family}/{self.meta.variant} "
                              f"({msg}); use backend='auto' or 'eager'") from e
+
+    def _auto_fp32(self, probe: torch.Tensor) -> nn.Module:
+        """The fastest fp32 CPU path: the one cached for this model, input size and machine
+        (:mod:`restore.engine.path_cache`); else, for a small probe, the measured default untimed; else timed now
+        (:func:`restore.engine.cpu_paths.fastest_fp32`) and cached. The ONNX graph comes from the cache too."""
+        from restore.engine import cpu_paths as cpu
+        from restore.engine.path_cache import DEFAULT_FP32_PATH, SMALL_PROBE_PIXELS, PathCache
+
+        cache = PathCache(self.model)
+        shape = (int(probe.shape[-2]), int(probe.shape[-1]))
+        graph = None
+        if cpu.onnxruntime_available():
+            try:
+                graph = cache.onnx_graph(lambda: cpu.export_onnx(cpu.deploy_copy(self.model)))
+            except Exception as e:  # noqa: BLE001 - a network ONNX cannot express: the other paths compete
+                log.warning("ONNX export of %s/%s failed (%s); ONNX Runtime is not a candidate", self.meta.family,
+                            self.meta.variant, str(e).splitlines()[0] if str(e) else type(e).__name__)
+        hit = cache.lookup(shape)
+        if hit is not None or shape[0] * shape[1] < SMALL_PROBE_PIXELS:
+            backend = hit.backend if hit is not None else (DEFAULT_FP32_PATH if graph is not None else "torch")
+            if backend == "onnxruntime" and graph is None:
+                backend = "torch"
+            log.info("CPU fp32 path for %s/%s: %s (%s)", self.meta.family, self.meta.variant, backend,
+                     "cached" if hit is not None else "default for small inputs, untimed")
+            return cpu.fp32_path(self.model, backend, probe, graph=graph)
+        candidates = [c for c in cpu.FP32_CANDIDATES if c != "onnxruntime" or graph is not None]
+        runner, times = cpu.fastest_fp32(self.model, probe, graph=graph, candidates=candidates)
+        cache.store(shape, runner.backend, times)
+        log.info("CPU fp32 path for %s/%s: %s (%s)", self.meta.family, self.meta.variant, runner.backend,
+                 ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in times.items()))
+        return runner
 
     def _build_int8(self, x: torch.Tensor) -> nn.Module:
         from restore.engine import cpu_paths as cpu
