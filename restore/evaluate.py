@@ -21,9 +21,10 @@ quantisation; the output is clipped, rounded to uint8 and compared with the clea
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -174,19 +175,38 @@ def add_noise(clean: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
     return (x + np.random.normal(0.0, sigma / 255.0, x.shape)).astype(np.float32)
 
 
-def evaluate_denoise(model: nn.Module, data: str | Path, *, sigma: float, seed: int = 0, name: str = "",
-                     progress: bool = True, device: str = "cpu", precision: str = "fp32",
+def evaluate_denoise(model: nn.Module | Callable[[str], nn.Module], data: str | Path, *, sigma: float, seed: int = 0,
+                     name: str = "", progress: bool = True, device: str = "cpu", precision: str = "fp32",
                      calibration: object = None) -> EvalResult:
-    meta = model.meta
-    if meta.task != "denoise":
-        raise ValueError(f"{name or meta.family}: an x{meta.scale} SR model; use --scale for SR models")
-    runner = Restorer(model, device=device, precision=precision, calibration=calibration)  # type: ignore[arg-type]
+    """``model``: one denoiser, or a function from an image's colour ("gray" / "rgb") to the model for it (what
+    ``restore denoise`` does without --model: :func:`restore.weights.default_denoiser`); the result's name then
+    lists the models used."""
+    pick = model if not isinstance(model, nn.Module) else None
+    runners: dict[int, tuple[Restorer, str]] = {}
+
+    def runner_for(color: str) -> tuple[Restorer, Any]:
+        net = pick(color) if pick is not None else model
+        meta = net.meta
+        if meta.task != "denoise":
+            raise ValueError(f"{name or meta.family}: an x{meta.scale} SR model; use --scale for SR models")
+        if id(net) not in runners:
+            runners[id(net)] = (Restorer(net, device=device, precision=precision,  # type: ignore[arg-type]
+                                         calibration=calibration), meta.variant)
+        return runners[id(net)][0], meta
+
+    if pick is None:
+        runner_for("rgb")  # a wrong task is an error before anything is read
     files = list_images(data)
     if not files:
         raise DatasetError(f"{data}: no images")
-    res = EvalResult(model=name or meta.variant, task="denoise", data=str(data), scale=1, sigma=sigma)
+    res = EvalResult(model=name, task="denoise", data=str(data), scale=1, sigma=sigma)
+    used: list[str] = []
     for f in tqdm(files, disable=not progress, desc=f"sigma {sigma:g} {Path(data).name}", leave=False):
         img = image.read_image(f)
+        color = "rgb" if img.ndim == 3 and img.shape[2] >= 3 else "gray"
+        runner, meta = runner_for(color)
+        if meta.variant not in used:
+            used.append(meta.variant)
         # a colour image under a gray model is denoised channel by channel (what `restore denoise` does)
         clean = pixels.to_rgb(img) if meta.in_channels == 3 or img.ndim == 3 else img
         noisy = add_noise(clean, sigma, seed)
@@ -196,4 +216,5 @@ def evaluate_denoise(model: nn.Module, data: str | Path, *, sigma: float, seed: 
             "psnr": calculate_psnr(out, clean, crop_border=0),
             "ssim": calculate_ssim(out, clean, crop_border=0),
         })
+    res.model = name or " / ".join(used)
     return res

@@ -290,3 +290,22 @@ def resolve_model(name: str | None, *, task: str, scale: int | None = None, sigm
         raise ModelLoadError(f"no shipped default {what}{task} model in this version; pass --weights FILE "
                              f"(any supported checkpoint, see 'restore info FILE')")
     return SHIPPED_DIR / str(hits[0]["file"])
+
+
+SHIPPED_SIGMAS = ("15", "25", "50")
+
+
+def shipped_sigma(sigma: float | str | None) -> str:
+    """The shipped noise level that serves ``sigma``: "15" / "25" / "50" for exactly those, else "blind"."""
+    if sigma is None:
+        return "blind"
+    text = f"{float(sigma):g}" if not isinstance(sigma, str) else sigma
+    return text if text in SHIPPED_SIGMAS else "blind"
+
+
+def default_denoiser(sigma: float | str | None, color: str) -> Path:
+    """The model ``restore denoise [--sigma S]`` picks for an image of ``color`` ("gray" or "rgb"): the
+    shipped default for that noise level and colour (``restore eval --sigma S`` without a model scores exactly
+    this choice)."""
+    return resolve_model(None, task="denoise", sigma=shipped_sigma(sigma), color=color)
+

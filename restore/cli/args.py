@@ -71,12 +71,13 @@ def size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def add_model_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+def add_model_args(p: argparse.ArgumentParser, *, required: bool = True, device: str | None = None) -> None:
     g = p.add_mutually_exclusive_group(required=required)
     g.add_argument("--model", help="a shipped model by name (see 'restore models')")
     g.add_argument("--weights", help="checkpoint (.pth of any supported family, or ESPCN .pb)")
-    p.add_argument("--device", default="auto" if not required else "cpu", choices=("auto", "cpu", "cuda"),
-                   help="where to run (auto: cuda when available)")
+    default = device or ("auto" if not required else "cpu")
+    p.add_argument("--device", default=default, choices=("auto", "cpu", "cuda"),
+                   help=f"where to run (auto: cuda when available; default {default})")
 
 
 def add_precision_args(p: argparse.ArgumentParser, *, default: str = "auto", auto: str = AUTO_PRECISION) -> None:

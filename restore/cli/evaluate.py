@@ -12,8 +12,10 @@ from restore.cli.args import add_model_args, add_precision_args, resolved_precis
 
 
 def add_parsers(sub: Any) -> None:
-    p = sub.add_parser("eval", help="PSNR/SSIM on a benchmark folder (papers' conventions)")
-    add_model_args(p)
+    p = sub.add_parser("eval", help="PSNR/SSIM on a benchmark folder (papers' conventions)",
+                       description="Score a model on a benchmark folder. With --sigma and no --model/--weights: the "
+                                   "denoiser 'restore denoise --sigma S' picks for each image (gray or colour).")
+    add_model_args(p, required=False, device="cpu")
     p.add_argument("--data", required=True, help="HR/+LR_bicubic/X{S}/, image_SRF_{S}/, or HR images")
     p.add_argument("--scale", type=int, choices=(2, 3, 4), help="SR scale (default: the model's)")
     p.add_argument("--sigma", type=float, help="denoising: Gaussian noise level on the 0-255 scale")
@@ -29,8 +31,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.weights:
         weights, name = Path(args.weights), Path(args.weights).stem
-    else:
+    elif args.model:
         weights, name = resolve_model(args.model, task="any"), args.model
+    elif args.sigma is not None:
+        return _eval_default_denoiser(args)
+    else:
+        raise ValueError("restore eval: pass --model NAME or --weights FILE (or --sigma S alone for the default "
+                         "denoiser)")
     model = load_model(weights, device=args.device)
     if args.sigma is not None:
         evaluate = functools.partial(evaluate_denoise, model, args.data, sigma=args.sigma, seed=args.seed, name=name,
@@ -47,6 +54,43 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 "ssim_fp32": round(ref.ssim_y, 4)} if ref is not None else {}
         print(json.dumps({**res.to_dict(), "precision": precision, **cost}))
         return 0
+    _print_table(res, name)
+    label = "Y-PSNR" if res.task == "sr" else "PSNR"
+    if ref is not None:
+        calib = (f"; int8 calibrated on {args.calib}" if args.calib else
+                 "; int8 calibrated on crops of the first image of the set") if precision == "int8" else ""
+        print(f"{'':<24} {ref.psnr_y:8.4f} {ref.ssim_y:7.4f}  [same in fp32: {precision} costs "
+              f"{res.psnr_y - ref.psnr_y:+.4f} dB {label}, {res.ssim_y - ref.ssim_y:+.4f} SSIM{calib}]")
+    return 0
+
+
+def _eval_default_denoiser(args: argparse.Namespace) -> int:
+    """``restore eval --sigma S --data DIR`` without a model: each image through the model ``restore denoise``
+    would pick for it (gray or colour default for that noise level)."""
+    from restore.evaluate import evaluate_denoise
+    from restore.weights import default_denoiser, load_model
+
+    models: dict[str, Any] = {}
+    used: list[str] = []
+
+    def model_for(color: str) -> Any:
+        if color not in models:
+            path = default_denoiser(args.sigma, color)
+            models[color] = load_model(path, device=args.device)
+            used.append(path.stem)
+        return models[color]
+
+    res = evaluate_denoise(model_for, args.data, sigma=args.sigma, seed=args.seed, name="", progress=not args.json,
+                           device=args.device, precision=args.precision, calibration=args.calib)
+    res.model = "default: " + " / ".join(dict.fromkeys(used))
+    if args.json:
+        print(json.dumps({**res.to_dict(), "precision": args.precision}))
+        return 0
+    _print_table(res, res.model)
+    return 0
+
+
+def _print_table(res: Any, name: str) -> None:
     print(f"{'image':<24} {'PSNR':>8} {'SSIM':>7}")
     for r in res.per_image:
         print(f"{r['image']:<24} {r['psnr']:8.4f} {r['ssim']:7.4f}")
@@ -55,9 +99,4 @@ def cmd_eval(args: argparse.Namespace) -> int:
           f"[{label}, {name}, {'x' + str(res.scale) if res.task == 'sr' else 'sigma ' + str(res.sigma)}]")
     if res.task == "sr":
         print(f"{'':<24} {res.psnr_y_uint8:8.4f}          [Y-PSNR with Y quantised to uint8]")
-    if ref is not None:
-        calib = (f"; int8 calibrated on {args.calib}" if args.calib else
-                 "; int8 calibrated on crops of the first image of the set") if precision == "int8" else ""
-        print(f"{'':<24} {ref.psnr_y:8.4f} {ref.ssim_y:7.4f}  [same in fp32: {precision} costs "
-              f"{res.psnr_y - ref.psnr_y:+.4f} dB {label}, {res.ssim_y - ref.ssim_y:+.4f} SSIM{calib}]")
-    return 0
+

@@ -79,14 +79,17 @@ def cmd_process(args: argparse.Namespace, task: str) -> int:
 
     from restore import io
     from restore.engine.restorer import Restorer, RunStats, is_oom
-    from restore.weights import load_model, resolve_model
+    from restore.weights import default_denoiser, load_model, resolve_model
 
     sigma = getattr(args, "sigma", None) or ("blind" if task == "denoise" else None)
     by_color = task == "denoise" and not args.weights and not args.model  # gray input -> gray model, colour -> colour
 
-    def pick(color: str | None) -> Path:
-        return Path(args.weights) if args.weights else resolve_model(
-            args.model, task=task, scale=getattr(args, "scale", None), sigma=sigma, color=color)
+    def pick(color: str) -> Path:
+        if args.weights:
+            return Path(args.weights)
+        if by_color:
+            return default_denoiser(sigma, color)
+        return resolve_model(args.model, task=task, scale=getattr(args, "scale", None), sigma=sigma, color=color)
 
     weights = pick("rgb")
     model = load_model(weights)

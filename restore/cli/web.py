@@ -1,14 +1,14 @@
 """``restore web``: start the browser demo (:mod:`restore.web.app`, needs the ``web`` extra).
 
-``python -m restore.cli.web`` runs it on its own. Gradio is imported only when the command runs, never by
-``import restore`` or ``restore --help``.
+Gradio is imported only when the command runs, never by ``import restore`` or ``restore --help``. Ctrl-C and
+SIGTERM both stop it cleanly (the work folder with users' files is removed); checkpoints in ``--weights-dir``
+that cannot be loaded are skipped with one warning line each.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,22 +60,14 @@ def cmd_web(args: argparse.Namespace) -> int:
         print(f"restore web: listening on {args.host}: anyone who can reach this machine can use the demo",
               file=sys.stderr)
     try:
-        ui.launch(host=args.host, port=args.port, weights_dir=args.weights_dir, device=args.device, limits=limits)
+        ui.launch(host=args.host, port=args.port, weights_dir=args.weights_dir, device=args.device, limits=limits,
+                  cache_in_workdir=True)
     except OSError as e:  # port taken, address not available
         print(f"restore: error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except ValueError as e:  # --device cuda without a CUDA device
+        text = str(e).strip().splitlines()
+        print(f"restore: error: {text[0] if text else type(e).__name__}", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="restore web", description="Serve restore's browser demo.")
-    _add_arguments(ap)
-    args = ap.parse_args(argv)
-    try:
-        return cmd_web(args)
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,11 @@
 """The models the web demo offers: shipped ones, a ``--weights-dir`` folder and uploads (no Gradio here).
 
 A ``<stem>.json`` next to a checkpoint may give ``{"psnr": {"Set5": 32.1}, "sigma": "25", "name": "..."}``.
+
+Every model has a public ``key`` (``shipped/<file>``, ``weights/<file>``, ``uploaded/<file>``: what the page's
+dropdowns send and the API listing could show) and a private ``path`` on the server; server paths never leave
+the server. A checkpoint that cannot be read, built or holds NaN/inf weights is skipped (folder, shipped) or
+refused (upload) with one line that names the file by its base name, whatever the loader raised.
 """
 
 from __future__ import annotations
@@ -16,9 +21,13 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".pb", ".safetensors")
+KEY_PREFIXES = {"shipped": "shipped", "weights folder": "weights", "uploaded": "uploaded"}
+MAX_MESSAGE_CHARS = 300
+"""Longest message shown to a user (PyTorch's first lines can run to several hundred characters)."""
 
 
 def first_line(err: BaseException) -> str:
+    """The first non-empty line of ``err``'s message, or its type's name when it has none."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
 
@@ -27,8 +36,24 @@ _ABS_DIRS = re.compile(r"(?<![\w.])/(?:[^\s/:'\"]+/)+")
 
 
 def tidy_message(msg: str) -> str:
-    """One line, without the server's directories (``/tmp/gradio/ab12/photo.png`` -> ``photo.png``)."""
-    return _ABS_DIRS.sub("", msg.strip().splitlines()[0] if msg.strip() else msg)
+    """One line, without the server's directories (``/tmp/gradio/ab12/photo.png`` -> ``photo.png``), at most
+    :data:`MAX_MESSAGE_CHARS` long."""
+    line = _ABS_DIRS.sub("", msg.strip().splitlines()[0] if msg.strip() else msg)
+    return line if len(line) <= MAX_MESSAGE_CHARS else line[: MAX_MESSAGE_CHARS - 1].rstrip() + "…"
+
+
+def file_message(path: str | Path, err: BaseException | str) -> str:
+    """One line about ``path`` that starts with its base name (``x.pth: why``), no server directories."""
+    name = Path(path).name
+    text = first_line(err) if isinstance(err, BaseException) else (str(err).strip().splitlines() or [""])[0]
+    text = text.replace(str(path), name).replace(str(Path(path).resolve()), name)
+    msg = tidy_message(text)
+    return msg if msg.startswith(name) else tidy_message(f"{name}: {msg}")
+
+
+def model_key(source: str, filename: str) -> str:
+    """The public name of a model: ``shipped/espcn_x2.pth``, ``weights/mine.pth``, ``uploaded/mine.pth``."""
+    return f"{KEY_PREFIXES.get(source, source)}/{filename}"
 
 
 def _short_count(n: int) -> str:
@@ -39,9 +64,11 @@ def _short_count(n: int) -> str:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model the page offers; ``key`` (the checkpoint's absolute path) is the dropdown value."""
+    """One model the page offers. ``key`` (:func:`model_key`, no server path) is the dropdown value; ``path``,
+    the checkpoint on the server, stays on the server."""
 
     key: str
+    path: str
     name: str
     source: str  # "shipped" | "weights folder" | "uploaded"
     task: str  # "sr" | "denoise"
@@ -65,8 +92,6 @@ class ModelEntry:
         psnr = ", ".join(f"{k} {v:.2f} dB" for k, v in self.psnr) if self.psnr else "not measured"
         return (f"**{self.name}** — {arch}, {task}  \n{self.params:,} parameters · PSNR: {psnr} · "
                 f"source: {self.source}")
-
-
 
 
 def _sidecar(path: Path) -> dict[str, Any]:
@@ -93,57 +118,89 @@ def _psnr(value: object) -> tuple[tuple[str, float], ...]:
     return tuple(out)
 
 
-def entry_from_file(path: str | Path, *, source: str, name: str | None = None) -> ModelEntry:
-    """Describe a checkpoint by loading it (:func:`restore.weights.describe`), plus its optional sidecar."""
-    from restore.weights import describe
+def nonfinite_tensor(model: Any) -> str | None:
+    """Name of the first parameter or buffer of ``model`` holding NaN or inf (None when all are finite)."""
+    import torch
+
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            return name
+    return None
+
+
+def load_checked(path: str | Path) -> Any:
+    """The network in ``path`` (:func:`restore.weights.load_model`), refused when a weight is NaN/inf. Whatever
+    fails while reading or building it is a one-line :class:`~restore.errors.ModelLoadError` that starts with the
+    file's base name: caught by where it happens, not by exception type (PyTorch's unpickler raises IndexError,
+    KeyError, struct.error, ... on files that are not checkpoints)."""
+    from restore.errors import ModelLoadError
+    from restore.weights import load_model
 
     p = Path(path)
-    info = describe(p)
+    if p.is_dir():
+        raise ModelLoadError(f"{p.name}: a directory, not a checkpoint file")
+    try:
+        model = load_model(p)
+    except Exception as e:  # noqa: BLE001 - see the docstring
+        raise ModelLoadError(file_message(p, e)) from None
+    bad = nonfinite_tensor(model)
+    if bad is not None:
+        raise ModelLoadError(f"{p.name}: tensor {bad!r} has NaN/infinite values; the checkpoint is damaged")
+    return model
+
+
+def entry_from_file(path: str | Path, *, source: str, name: str | None = None) -> ModelEntry:
+    """Describe a checkpoint by loading it (:func:`load_checked`: the metadata of the built network), plus its
+    optional sidecar; a one-line ModelLoadError naming the file when it cannot be offered."""
+    p = Path(path)
+    meta = load_checked(p).meta
     extra = _sidecar(p)
     sigma = extra.get("sigma")
-    return ModelEntry(key=str(p.resolve()), name=str(extra.get("name") or name or p.name), source=source,
-                      task=str(info["task"]), scale=int(info["scale"]), family=str(info.get("family", "")),
-                      variant=str(info.get("variant", "")), params=int(info.get("params", 0)),
-                      sigma=None if sigma is None else str(sigma), psnr=_psnr(extra.get("psnr")))
+    return ModelEntry(key=model_key(source, p.name), path=str(p.resolve()),
+                      name=str(extra.get("name") or name or p.name), source=source, task=str(meta.task),
+                      scale=int(meta.scale), family=str(meta.family), variant=str(meta.variant),
+                      params=int(meta.params), sigma=None if sigma is None else str(sigma),
+                      psnr=_psnr(extra.get("psnr")))
 
 
-def shipped_entries() -> list[ModelEntry]:
-    """The shipped models, from the manifest (loading a checkpoint only where the manifest is silent)."""
+def shipped_entries() -> tuple[list[ModelEntry], list[str]]:
+    """The shipped models, from the manifest (loading a checkpoint only where the manifest is silent), and one
+    line per model that was skipped (and why)."""
     from restore.weights import SHIPPED_DIR, shipped_models
 
-    entries = []
+    entries, skipped = [], []
     for m in shipped_models():
-        path = SHIPPED_DIR / str(m["file"])
+        path = SHIPPED_DIR / str(m.get("file", ""))
         try:
             if "task" in m and "params" in m:
                 sigma = m.get("sigma")
                 entries.append(ModelEntry(
-                    key=str(path.resolve()), name=str(m.get("name", path.name)), source="shipped",
-                    task=str(m["task"]), scale=int(m.get("scale", 1)), family=str(m.get("family", "")),
-                    variant=str(m.get("variant", "")), params=int(m["params"]),
-                    sigma=None if sigma is None else str(sigma), psnr=_psnr(m.get("psnr"))))
+                    key=model_key("shipped", path.name), path=str(path.resolve()),
+                    name=str(m.get("name", path.name)), source="shipped", task=str(m["task"]),
+                    scale=int(m.get("scale", 1)), family=str(m.get("family", "")), variant=str(m.get("variant", "")),
+                    params=int(m["params"]), sigma=None if sigma is None else str(sigma), psnr=_psnr(m.get("psnr"))))
             else:
                 e = entry_from_file(path, source="shipped", name=str(m.get("name", path.name)))
                 entries.append(replace(e, psnr=_psnr(m["psnr"])) if m.get("psnr") else e)
-        except (ValueError, OSError, KeyError) as err:
-            log.warning("shipped model %s skipped: %s", m.get("name"), first_line(err))
-    return entries
+        except Exception as err:  # noqa: BLE001 - one bad manifest entry must not stop the server
+            skipped.append(f"shipped model {m.get('name', path.name)}: {file_message(path, err)}")
+    return entries, skipped
 
 
 def scan_weights_dir(folder: str | Path) -> tuple[list[ModelEntry], list[str]]:
-    """Every loadable checkpoint directly in ``folder``, and one line per file that was skipped (and why)."""
+    """Every loadable checkpoint directly in ``folder``, and one line per checkpoint-named entry that was skipped
+    (and why): unreadable or damaged files, directories named ``*.pth``, ... (whatever the loader raises)."""
     d = Path(folder)
     if not d.is_dir():
         raise FileNotFoundError(f"--weights-dir {d}: not a directory")
     entries, skipped = [], []
     for p in sorted(d.iterdir()):
-        if not (p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES):
+        if p.suffix.lower() not in CHECKPOINT_SUFFIXES:
             continue
         try:
             entries.append(entry_from_file(p, source="weights folder"))
-        except (ValueError, OSError, RuntimeError) as e:
-            msg = tidy_message(first_line(e))
-            skipped.append(msg if msg.startswith(p.name) else f"{p.name}: {msg}")
+        except Exception as e:  # noqa: BLE001 - one bad file must not stop the server
+            skipped.append(file_message(p, e))
     return entries, skipped
 
 

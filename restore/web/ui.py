@@ -1,8 +1,19 @@
-"""The web demo's page: Gradio Blocks wired to a :class:`restore.web.app.DemoApp`, and :func:`launch`."""
+"""The web demo's page: Gradio Blocks wired to a :class:`restore.web.app.DemoApp`, and :func:`launch`.
+
+The page's own events are private (not in the API listing, not callable by the Gradio clients); the public API
+is two named endpoints on hidden components: ``/upscale`` (image file, scale -> image file) and ``/denoise``
+(image file, sigma -> image file), in the same queue and under the same limits as the page.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import gradio as gr
@@ -11,7 +22,6 @@ from restore import io
 from restore.web.app import (
     CONCURRENCY_ID,
     IMAGE_TYPES,
-    PRECISIONS,
     RUN_DIR_MAX_AGE_S,
     SCALES,
     SIGMAS,
@@ -24,6 +34,8 @@ from restore.web.app import (
 from restore.web.catalogue import CHECKPOINT_SUFFIXES, filter_models
 
 log = logging.getLogger(__name__)
+
+PRIVATE = "private"  # the page's events: neither listed by view_api() nor callable by the Gradio clients
 
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial",
                 "sans-serif"]
@@ -79,7 +91,8 @@ def build_ui(app: DemoApp) -> gr.Blocks:
                     with gr.Row():
                         tile = gr.Dropdown(list(TILES), value="auto", label="Tile size (input px)", elem_id="tile",
                                            info="auto: from free memory; none: whole image")
-                        precision = gr.Radio(list(PRECISIONS), value="auto", label="Precision", elem_id="precision")
+                        precision = gr.Radio(list(app.precisions), value="auto", label="Precision",
+                                             elem_id="precision")
                     run_btn = gr.Button("Run", variant="primary", elem_id="run-btn")
                     with gr.Accordion("Add your own checkpoint", open=False):
                         ckpt = gr.File(label="Checkpoint (.pth, .pt, .pb, .safetensors)",
@@ -94,7 +107,7 @@ def build_ui(app: DemoApp) -> gr.Blocks:
                     download = gr.DownloadButton("Download full-resolution PNG", interactive=False,
                                                  elem_id="download-btn", variant="secondary")
             if app.skipped:
-                with gr.Accordion(f"{len(app.skipped)} file(s) in the weights folder were skipped", open=False):
+                with gr.Accordion(f"{len(app.skipped)} checkpoint(s) were skipped", open=False):
                     gr.Markdown("\n".join(f"- {s}" for s in app.skipped))
 
         video_model = None
@@ -113,7 +126,7 @@ def build_ui(app: DemoApp) -> gr.Blocks:
                                                   allow_custom_value=True)
                         with gr.Row():
                             video_tile = gr.Dropdown(list(TILES), value="auto", label="Tile size (input px)")
-                            video_precision = gr.Radio(list(PRECISIONS), value="auto", label="Precision")
+                            video_precision = gr.Radio(list(app.precisions), value="auto", label="Precision")
                         video_btn = gr.Button("Upscale clip", variant="primary", elem_id="video-btn")
                     with gr.Column(scale=3, min_width=400):
                         video_out = gr.Video(label="Upscaled clip (with the source's audio)", interactive=False,
@@ -122,7 +135,7 @@ def build_ui(app: DemoApp) -> gr.Blocks:
                                                    elem_id="video-status")
                 video_btn.click(app.run_video, [video_in, video_model, video_tile, video_precision, uploads],
                                 [video_out, video_status], concurrency_id=CONCURRENCY_ID, concurrency_limit=1,
-                                show_progress_on=[video_out])
+                                show_progress_on=[video_out], api_visibility=PRIVATE)
 
         gr.Markdown(f"Runs on this machine ({app.device_name()}) · one job at a time, up to {lim.queue_size} "
                     f"waiting · nothing is sent elsewhere.", elem_id="footer-note")
@@ -132,33 +145,87 @@ def build_ui(app: DemoApp) -> gr.Blocks:
         filters = [task, scale, sigma, model, uploads]
         for control in (task, scale, sigma):
             control.input(app.refresh_models, filters, [model, model_info, scale, noise_group],
-                          show_progress="hidden")
-        model.input(app.model_info, [model, uploads], model_info, show_progress="hidden")
-        image_in.change(app.inspect_image, image_in, [input_preview, input_info], show_progress="hidden")
-        example_btn.click(app.example_image, None, image_in)
+                          show_progress="hidden", api_visibility=PRIVATE)
+        model.input(app.model_info, [model, uploads], model_info, show_progress="hidden", api_visibility=PRIVATE)
+        image_in.change(app.inspect_image, image_in, [input_preview, input_info], show_progress="hidden",
+                        api_visibility=PRIVATE)
+        example_btn.click(app.example_image, None, image_in, api_visibility=PRIVATE)
         outs = [uploads, task, scale, noise_group, sigma, model, model_info, ckpt_note]
-        ckpt_event = ckpt.upload(app.add_checkpoint, [ckpt, uploads, task, scale, sigma], outs)
+        ckpt_event = ckpt.upload(app.add_checkpoint, [ckpt, uploads, task, scale, sigma], outs,
+                                 api_visibility=PRIVATE)
         if video_model is not None:
-            ckpt_event.then(app.refresh_video_models, [video_model, uploads], video_model)
+            ckpt_event.then(app.refresh_video_models, [video_model, uploads], video_model, api_visibility=PRIVATE)
         run_btn.click(app.run_image, [image_in, task, model, tile, precision, sigma, add_noise, uploads],
                       [compare, download, status], concurrency_id=CONCURRENCY_ID, concurrency_limit=1,
-                      show_progress_on=[compare])
+                      show_progress_on=[compare], api_visibility=PRIVATE)
+        add_api(app)
     demo.queue(default_concurrency_limit=1, max_size=lim.queue_size)
     return demo
 
 
+def add_api(app: DemoApp) -> None:
+    """The public endpoints ``/upscale`` and ``/denoise`` on hidden components (inside the current Blocks): files go
+    through Gradio's upload (its byte limit), the handlers through the page's pixel limit and inference queue.
+    The scale and sigma arrive as text so that ``4`` and ``"4"`` both work (the handlers check them)."""
+    with gr.Group(visible=False):
+        image = gr.File(label="image", file_types=IMAGE_TYPES, type="filepath")
+        scale = gr.Textbox(label="scale", info="2, 3 or 4")
+        sigma = gr.Textbox(label="sigma", info="15, 25, 50 or blind")
+        result = gr.File(label="result")
+        trigger = gr.Button("api")
+    trigger.click(app.api_upscale, [image, scale], result, api_name="upscale", concurrency_id=CONCURRENCY_ID,
+                  concurrency_limit=1, api_description="Upscale an image (2, 3 or 4 times) with the shipped default "
+                                                       "model for that scale; returns a PNG.")
+    trigger.click(app.api_denoise, [image, sigma], result, api_name="denoise", concurrency_id=CONCURRENCY_ID,
+                  concurrency_limit=1, api_description="Denoise an image (noise level 15, 25, 50 or blind) with the "
+                                                       "shipped default model for that level; returns a PNG.")
+
+
 def launch(*, host: str = "127.0.0.1", port: int = 7860, weights_dir: str | Path | None = None,
            device: str = "auto", limits: Limits | None = None, block: bool = True,
-           quiet: bool = False) -> tuple[gr.Blocks, DemoApp]:
-    """Build the app and serve it (``block=False`` returns at once, for tests; close with ``demo.close()``)."""
-    app = DemoApp(weights_dir=weights_dir, device=device, limits=limits)
-    demo = build_ui(app)
-    demo.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=True, quiet=True,
-                show_error=False, max_file_size=app.limits.max_upload_bytes, allowed_paths=[str(app.workdir)],
-                ssr_mode=False, pwa=False, mcp_server=False, enable_monitoring=False,
-                footer_links=["gradio", "settings"], theme=theme(), css=CSS)
-    if not quiet:
-        print(f"restore web: serving on {demo.local_url} ({len(app.models)} model(s); Ctrl-C to stop)", flush=True)
-    if block:
-        demo.block_thread()
+           quiet: bool = False, cache_in_workdir: bool = False) -> tuple[gr.Blocks, DemoApp]:
+    """Build the app and serve it (``block=False`` returns at once, for tests; close with ``demo.close()`` and
+    ``app.close()``). Blocking, it serves until Ctrl-C or SIGTERM, then closes the server and removes the work
+    folder. Each skipped checkpoint is one warning line on stderr.
+
+    ``cache_in_workdir``: Gradio's own cache (uploads, copies of results) goes into the work folder too (by setting
+    ``GRADIO_TEMP_DIR`` for this process, unless it is set already), so that nothing users sent or got outlives
+    the server; for a process that serves this one demo (``restore web``)."""
+    with _sigterm_as_interrupt(block):
+        app = DemoApp(weights_dir=weights_dir, device=device, limits=limits)
+        if cache_in_workdir and not os.environ.get("GRADIO_TEMP_DIR"):
+            os.environ["GRADIO_TEMP_DIR"] = str(app.workdir / "gradio")
+        try:
+            for line in app.skipped:
+                print(f"restore web: warning: skipped {line}", file=sys.stderr, flush=True)
+            demo = build_ui(app)
+            demo.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=True, quiet=True,
+                        show_error=False, max_file_size=app.limits.max_upload_bytes,
+                        allowed_paths=[str(app.workdir)], ssr_mode=False, pwa=False, mcp_server=False,
+                        enable_monitoring=False, footer_links=["gradio", "settings"], theme=theme(), css=CSS)
+            if not quiet:
+                print(f"restore web: serving on {demo.local_url} ({len(app.models)} model(s); Ctrl-C to stop)",
+                      flush=True)
+            if block:
+                demo.block_thread()
+        except BaseException:
+            app.close()
+            raise
+        if block:
+            app.close()
     return demo, app
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt(active: bool) -> Iterator[None]:
+    """While serving in the main thread: SIGTERM raises KeyboardInterrupt, so a ``kill`` / ``docker stop`` /
+    systemd stop ends the server the way Ctrl-C does (server closed, work folder removed) instead of leaving
+    users' files behind; the previous handler is put back afterwards."""
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -80,3 +80,64 @@ def _no_shipped_models(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
     models (they have the same names as some test files), except in tests marked ``shipped``."""
     if request.node.get_closest_marker("shipped") is None:
         monkeypatch.setattr("restore.weights.shipped_models", lambda: [])
+
+
+def png_header(w: int, h: int) -> bytes:
+    """A PNG whose header announces ``w`` x ``h`` RGB pixels but whose data is a few bytes (a decompression-bomb
+    header: only a header check can refuse it without allocating the picture)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + \
+        chunk(b"IEND", b"")
+
+
+def bad_checkpoints(folder: Path, marker: Path) -> list[str]:
+    """Write into ``folder`` every kind of bad checkpoint the red-team report names (text with many first bytes,
+    zip/gzip/HTML/JSON/git-LFS pointer/PNG renamed .pth, an unsafe pickle that would create ``marker``, NaN / inf
+    weights, a directory named .pth, empty and truncated files, junk .pb / .safetensors); their names back."""
+    import gzip
+    import io as pyio
+    import os
+    import pickle
+    import zipfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = {"hello.pth": "hello world\n", "k.pth": "K", "j.pth": "J", "paren.pth": ")", "one.pth": "1",
+             "brace.pth": "}", "none.pth": "N", "proto.pth": "\x80", "bang.pth": "!!!", "unicode.pth": "ü ẞ 猫",
+             "html.pth": "<!DOCTYPE html><html><body>404 Not Found</body></html>",
+             "json.pth": '{"error": "not found"}',
+             "lfs.pth": "version https://git-lfs.github.com/spec/v1\noid sha256:" + "ab" * 32 + "\nsize 123456\n"}
+    for name, text in texts.items():
+        (folder / name).write_text(text)
+    buf = pyio.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("weights.txt", "not torch")
+    (folder / "zip.pth").write_bytes(buf.getvalue())
+    (folder / "gzip.pth").write_bytes(gzip.compress(b"some text"))
+    (folder / "png.pth").write_bytes(png_header(4, 4))
+    (folder / "empty.pth").write_bytes(b"")
+
+    class Unsafe:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return os.mkdir, (str(marker),)
+
+    (folder / "unsafe.pth").write_bytes(pickle.dumps(Unsafe()))
+    good = near_identity_espcn(2).state_dict()
+    buf = pyio.BytesIO()
+    torch.save(good, buf)
+    (folder / "truncated.pth").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    nan = {k: v.clone() for k, v in good.items()}
+    nan["conv1.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(nan, folder / "nan.pth")
+    inf = {k: v.clone() for k, v in good.items()}
+    inf["conv3.bias"][0] = float("inf")
+    torch.save(inf, folder / "inf.pth")
+    (folder / "folder.pth").mkdir(exist_ok=True)
+    (folder / "junk.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")
+    (folder / "junk.pb").write_bytes(b"\x0a\x03abc")
+    return sorted(p.name for p in folder.iterdir())

@@ -74,7 +74,7 @@ def test_run_image_x2_matches_the_api(app: webapp.DemoApp, tmp_path: Path) -> No
     (before, after), download, status = app.run_image(_png(tmp_path, img), "sr", _key(app, "espcn_x2.pth"), "auto",
                                                       "fp32", "25", False)
     result, info = io.read_image_info(download["value"])
-    expected = Restorer(load_model(_key(app, "espcn_x2.pth")), device="cpu", precision="fp32").run(img)
+    expected = Restorer(load_model(app.lookup(_key(app, "espcn_x2.pth")).path), device="cpu", precision="fp32").run(img)
     assert result.shape == (18, 26, 3) and result.dtype == np.uint8
     np.testing.assert_array_equal(result, expected)  # the page adds nothing: exactly the API's output
     assert Path(download["value"]).name == "in_x2.png" and download["label"] == "Download 26×18 PNG (8-bit)"
@@ -152,8 +152,8 @@ def test_uploaded_checkpoint(app: webapp.DemoApp, weights_dir: Path, tmp_path: P
     copy.parent.mkdir()
     copy.write_bytes((weights_dir / "espcn_x3.pth").read_bytes())
     uploads, task, scale, noise, sigma, dropdown, info, note = app.add_checkpoint(str(copy), {}, "denoise", 2, "25")
-    key = str(copy.resolve())
-    assert list(uploads) == [key] and uploads[key].source == "uploaded"
+    key = "uploaded/mine_x3.pth"  # a name, never the server's path
+    assert list(uploads) == [key] and uploads[key].source == "uploaded" and uploads[key].path == str(copy.resolve())
     assert task["value"] == "sr" and scale == {"__type__": "update", "value": 3, "visible": True}
     assert noise == {"__type__": "update", "visible": False}
     assert dropdown["value"] == key and key in [k for _, k in dropdown["choices"]] and "mine_x3.pth" in info
