@@ -58,3 +58,42 @@ def test_gray_denoiser_on_a_colour_set_runs_per_channel(tmp_path) -> None:  # no
         p.data.zero_()
     res = evaluate_denoise(net, tmp_path, sigma=25, progress=False)
     assert len(res.per_image) == 1 and 18 < res.psnr_y < 23  # about the noisy input's PSNR at sigma 25
+
+
+def test_eval_without_a_model_scores_what_denoise_picks(tmp_path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    """``restore eval --sigma S --data DIR`` (no --model/--weights): each image through the model
+    ``restore denoise --sigma S`` picks for its colour -- here a gray and a colour stand-in."""
+    import json
+
+    import torch
+
+    from restore import weights
+    from restore.archs.dncnn import DnCNN
+    from restore.cli import main
+
+    paths = {}
+    for color, c in (("gray", 1), ("rgb", 3)):
+        torch.manual_seed(c)
+        paths[color] = tmp_path / f"pick_{color}.pth"
+        torch.save(DnCNN(in_channels=c, num_layers=3, num_features=4).state_dict(), paths[color])
+    asked = []
+
+    def default(sigma, color):  # noqa: ANN001, ANN202
+        asked.append((weights.shipped_sigma(sigma), color))
+        return paths[color]
+
+    monkeypatch.setattr(weights, "default_denoiser", default)
+    rng = np.random.default_rng(0)
+    io.write_image(tmp_path / "d" / "a.png", rng.integers(0, 256, (16, 12), dtype=np.uint8))
+    io.write_image(tmp_path / "d" / "b.png", rng.integers(0, 256, (16, 12, 3), dtype=np.uint8))
+    assert main(["eval", "--sigma", "25", "--data", str(tmp_path / "d"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert sorted(asked) == [("25", "gray"), ("25", "rgb")] and res["images"] == 2
+    assert res["model"] == "default: pick_gray / pick_rgb"
+    for name, color in (("a", "gray"), ("b", "rgb")):  # each image scored as its own model scores it alone
+        assert main(["eval", "--weights", str(paths[color]), "--sigma", "25", "--data", str(tmp_path / "d"),
+                     "--json"]) == 0
+        alone = {r["image"]: r["psnr"] for r in json.loads(capsys.readouterr().out)["per_image"]}
+        assert next(r["psnr"] for r in res["per_image"] if r["image"] == name) == pytest.approx(alone[name])
+    assert weights.shipped_sigma(30.0) == "blind" and weights.shipped_sigma(15) == "15"
+    assert main(["eval", "--data", str(tmp_path / "d")]) == 2  # neither a model nor --sigma
