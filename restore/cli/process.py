@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from restore.cli.args import add_model_args, add_precision_args, tile
+from restore.engine.policy import FITS, RESAMPLERS
 
 
 def add_parsers(sub: Any) -> None:
@@ -23,6 +24,18 @@ def add_parsers(sub: Any) -> None:
                        help="skip inputs whose path below the folder (or name) matches (repeatable)")
         if task == "sr":
             p.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor (checks the model's)")
+            size = p.add_argument_group("output size (the network runs at its scale, then a high-quality resample)")
+            size.add_argument("--outscale", type=float, metavar="F",
+                              help="final size = input x F (e.g. 1.5, or 3 with an x4 model); without --scale/--model "
+                                   "the smallest shipped scale >= F runs")
+            size.add_argument("--width", type=int, metavar="W", help="final width (alone: aspect ratio kept)")
+            size.add_argument("--height", type=int, metavar="H", help="final height (alone: aspect ratio kept)")
+            size.add_argument("--fit", choices=FITS, default="contain",
+                              help="with both --width and --height: contain (fit inside, default), cover (fill and "
+                                   "centre-crop), stretch (exactly W x H)")
+            size.add_argument("--resample", choices=tuple(RESAMPLERS), default="bicubic",
+                              help="resampling kernel: MATLAB bicubic (default) or Lanczos-3, antialiased when "
+                                   "shrinking")
         else:
             p.add_argument("--sigma", choices=("15", "25", "50", "blind"),
                            help="noise level of the shipped model to use")
@@ -47,6 +60,20 @@ def _say(kind: str, msg: str) -> None:
 
 def _os_reason(e: OSError) -> str:
     return e.strerror or str(e) or type(e).__name__
+
+
+SHIPPED_SCALES = (2, 3, 4)
+
+
+def _default_suffix(args: argparse.Namespace, task: str, scale: int) -> str:
+    if task != "sr":
+        return "_denoised"
+    if getattr(args, "outscale", None) is not None:
+        return f"_x{args.outscale:g}"
+    w, h = getattr(args, "width", None), getattr(args, "height", None)
+    if w is not None or h is not None:
+        return "_" + (f"{w}x{h}" if w is not None and h is not None else (f"w{w}" if w is not None else f"h{h}"))
+    return f"_x{scale}"
 
 
 def plan_jobs(args: argparse.Namespace, suffix: str) -> Any:
@@ -83,15 +110,29 @@ def cmd_process(args: argparse.Namespace, task: str) -> int:
 
     sigma = getattr(args, "sigma", None) or ("blind" if task == "denoise" else None)
     by_color = task == "denoise" and not args.weights and not args.model  # gray input -> gray model, colour -> colour
+    sizing = task == "sr" and any(getattr(args, k, None) is not None for k in ("outscale", "width", "height"))
+    by_size = sizing and not args.weights and not args.model and args.scale is None  # smallest scale that reaches it
 
-    def pick(color: str) -> Path:
+    def pick(color: str, scale: int | None = None) -> Path:
         if args.weights:
             return Path(args.weights)
         if by_color:
             return default_denoiser(sigma, color)
-        return resolve_model(args.model, task=task, scale=getattr(args, "scale", None), sigma=sigma, color=color)
+        return resolve_model(args.model, task=task, scale=scale or getattr(args, "scale", None), sigma=sigma,
+                             color=color)
 
-    weights = pick("rgb")
+    def target_for(img: np.ndarray) -> Any:
+        from restore.engine.resample import target_size
+
+        return target_size(img.shape[0], img.shape[1], outscale=args.outscale, width=args.width,
+                           height=args.height, fit=args.fit) if sizing else None
+
+    if sizing:  # one-line usage errors before any work
+        target_for(np.zeros((8, 8), np.uint8))
+    first_scale = None
+    if by_size and args.outscale is not None:
+        first_scale = next((s for s in SHIPPED_SCALES if s >= args.outscale), SHIPPED_SCALES[-1])
+    weights = pick("rgb", first_scale)
     model = load_model(weights)
     meta = model.meta
     if meta.task != task:
@@ -99,16 +140,21 @@ def cmd_process(args: argparse.Namespace, task: str) -> int:
                          f"{'upscale' if meta.task == 'sr' else 'denoise'}'")
     if task == "sr" and args.scale is not None and args.scale != meta.scale:
         raise ValueError(f"{weights}: model is x{meta.scale}, but --scale {args.scale} was asked")
-    suffix = args.suffix if args.suffix is not None else (f"_x{meta.scale}" if task == "sr" else "_denoised")
+    suffix = args.suffix if args.suffix is not None else _default_suffix(args, task, meta.scale)
     jobs = plan_jobs(args, suffix)
     runner = Restorer(model, device=args.device, tile=args.tile, precision=args.precision,
                       calibration=args.calib)
     runners = {weights: runner}
 
     def runner_for(img: np.ndarray) -> Restorer:
-        if not by_color:
+        if by_size:  # the smallest shipped scale that reaches the target (the resample then only shrinks)
+            t = target_for(img)
+            need = max(t.height / img.shape[0], t.width / img.shape[1])
+            w = pick("rgb", next((s for s in SHIPPED_SCALES if s >= need - 1e-9), SHIPPED_SCALES[-1]))
+        elif by_color:
+            w = pick("gray" if img.ndim == 2 or img.shape[2] == 2 else "rgb")
+        else:
             return runner
-        w = pick("gray" if img.ndim == 2 or img.shape[2] == 2 else "rgb")
         if w not in runners:
             runners[w] = Restorer(load_model(w), device=args.device, tile=args.tile, precision=args.precision,
                                   calibration=args.calib)
@@ -137,6 +183,11 @@ def cmd_process(args: argparse.Namespace, task: str) -> int:
                       disable=not sys.stderr.isatty()) as tiles_bar:
                 stats = RunStats(on_forward=lambda n, bar=tiles_bar: bar.update(n - bar.n))
                 out = runner_for(img).run(img, stats=stats)
+            target = target_for(img)
+            if target is not None:
+                from restore.engine.resample import resample
+
+                out = resample(out, target, args.resample)
             for note in io.conversion_notes(dst, out, info=info):
                 _say("note", f"{dst}: {note}")
             io.write_image(dst, out, info=info, overwrite=args.overwrite)

@@ -35,3 +35,9 @@ GPU_BATCH = 4
 
 COLOR_PATHS = ("auto", "yuv", "rgb")
 """``restore video --color-path``: Y-only models on 4:2:0 sources run on the Y plane ('yuv') or through RGB."""
+
+FITS = ("contain", "cover", "stretch")
+"""``--fit`` with both ``--width`` and ``--height`` (restore.engine.resample.target_size)."""
+
+RESAMPLERS = {"bicubic": "bicubic", "lanczos": "lanczos3"}
+"""``--resample``: user name -> MATLAB imresize kernel (restore.engine.resample.resample)."""

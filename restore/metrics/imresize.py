@@ -92,9 +92,11 @@ def output_size(in_len: int, scale: float) -> int:
 BOUNDARIES = ("symmetric", "replicate")
 
 
-@lru_cache(maxsize=256)
-def _weights_cached(in_len: int, out_len: int, scale: float, method: str, antialias: bool,
-                    boundary: str) -> np.ndarray:
+def taps(in_len: int, out_len: int, scale: float, method: str = "bicubic", antialias: bool = True,
+         boundary: str = "symmetric") -> tuple[np.ndarray, np.ndarray]:
+    """The resampling of one axis as ``(src, w)``, both ``(out_len, taps)``: output ``i`` is
+    ``sum_t w[i, t] * in[src[i, t]]`` (0-based ``src``, boundary already applied, rows of ``w`` sum to 1).
+    The sparse form of :func:`resize_weights` (same numbers), for images too large for a dense matrix."""
     kernel, width = METHODS[method]
     if scale < 1 and antialias:
         def h(x: np.ndarray) -> np.ndarray:
@@ -117,6 +119,13 @@ def _weights_cached(in_len: int, out_len: int, scale: float, method: str, antial
         src = np.where(m < in_len, m, period - 1 - m)
     else:  # replicate: clamp to [1, n]
         src = np.clip(i0, 0, in_len - 1)
+    return src, w
+
+
+@lru_cache(maxsize=256)
+def _weights_cached(in_len: int, out_len: int, scale: float, method: str, antialias: bool,
+                    boundary: str) -> np.ndarray:
+    src, w = taps(in_len, out_len, scale, method, antialias, boundary)
     mat = np.zeros((out_len, in_len), dtype=np.float64)
     rows = np.broadcast_to(np.arange(out_len)[:, None], src.shape)
     np.add.at(mat, (rows, src), w)
