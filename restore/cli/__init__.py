@@ -38,11 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _early_environment(argv: Sequence[str]) -> None:
     """Settings that must be in place before torch (and its OpenMP runtime) is imported: ``restore video``
     runs the network beside decoder and encoder threads, where spinning OpenMP workers (the default) take the
-    cores the encoder needs (see :mod:`restore.engine.video`); an explicit ``OMP_WAIT_POLICY`` is kept."""
+    cores the encoder needs (see :mod:`restore.engine.video`); an explicit ``OMP_WAIT_POLICY`` is kept. With
+    ``--device mps`` PyTorch's per-operation CPU fallback is switched on (unless set)."""
     import os
 
     if list(argv[:1]) == ["video"] and "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "mps" in argv:  # --device mps: operations MPS lacks run on the CPU instead of failing (read at torch import)
+        os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
 
 
 @contextlib.contextmanager

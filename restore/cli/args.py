@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from restore.engine.policy import PRECISIONS, parse_tile
+from restore.engine.policy import DEVICE_HELP, PRECISIONS, parse_device, parse_tile
 
 AUTO_PRECISION = ("fp16 on CUDA for half-safe models, on the CPU the fastest fp32 path (ONNX Runtime, PyTorch "
                   "channels_last or eager, timed on the first input)")
@@ -76,8 +76,15 @@ def add_model_args(p: argparse.ArgumentParser, *, required: bool = True, device:
     g.add_argument("--model", help="a shipped model by name (see 'restore models')")
     g.add_argument("--weights", help="checkpoint (.pth of any supported family, or ESPCN .pb)")
     default = device or ("auto" if not required else "cpu")
-    p.add_argument("--device", default=default, choices=("auto", "cpu", "cuda"),
-                   help=f"where to run (auto: cuda when available; default {default})")
+    p.add_argument("--device", default=default, type=device_arg, metavar="DEVICE",
+                   help=f"where to run: {DEVICE_HELP} (default {default})")
+
+
+def device_arg(value: str) -> str:
+    try:
+        return parse_device(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--{e}") from None
 
 
 def add_precision_args(p: argparse.ArgumentParser, *, default: str = "auto", auto: str = AUTO_PRECISION) -> None:

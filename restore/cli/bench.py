@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from restore.cli.args import size
+from restore.cli.args import device_arg, size
 from restore.registry import PRESETS
 
 DEFAULT_MODELS = ("imdn", "cfsr", "dscf", "espcn")
@@ -22,7 +22,8 @@ def add_parsers(sub: Any) -> None:
                         f"(default: {' '.join(DEFAULT_MODELS)})")
     p.add_argument("--size", type=size, default=(256, 256), help="LR input HxW (default 256x256)")
     p.add_argument("--scale", type=int, default=4, choices=(2, 3, 4), help="scale for presets (default 4)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--device", default="cpu", type=device_arg, metavar="DEVICE",
+                   help="cpu (default), cuda, cuda:N or mps")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.add_argument("--runs", type=int, default=None, help="timed runs (default 10 on cuda, 5 on cpu)")
     p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 5 on cuda, 1 on cpu)")
@@ -41,11 +42,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
     from restore.bench import add_scores, bench_one
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
-    if args.precision == "fp16" and args.device == "cpu":
+    from restore.engine.restorer import resolve_device
+
+    dev = resolve_device(args.device)  # one-line error for a device that is not there
+    if args.precision == "fp16" and dev.type == "cpu":
         raise ValueError("--precision fp16 is for --device cuda (use bf16 on CPU)")
-    cuda = args.device == "cuda"
+    cuda = dev.type == "cuda"
     runs = args.runs if args.runs is not None else (10 if cuda else 5)
     warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
     if runs < 1 or warmup < 0:

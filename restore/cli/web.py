@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from restore.cli.args import port, positive
+from restore.cli.args import device_arg, port, positive
 
 EXIT_USAGE = 2
 INSTALL_HINT = "pip install 'restore[web]'"
@@ -24,7 +24,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=port, default=7860, help="port (default 7860)")
     p.add_argument("--weights-dir", type=Path, metavar="DIR",
                    help="offer every checkpoint in DIR (.pth/.pt/.pb/.safetensors) besides the shipped models")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+    p.add_argument("--device", default="auto", type=device_arg, metavar="DEVICE",
                    help="where to run (auto: cuda when available)")
     p.add_argument("--max-pixels", type=positive, default=4_000_000,
                    help="largest input image, width x height (default 4000000)")

@@ -41,3 +41,13 @@ FITS = ("contain", "cover", "stretch")
 
 RESAMPLERS = {"bicubic": "bicubic", "lanczos": "lanczos3"}
 """``--resample``: user name -> MATLAB imresize kernel (restore.engine.resample.resample)."""
+
+DEVICE_HELP = "'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'"
+
+
+def parse_device(value: str) -> str:
+    """``--device``: the spelling only (whether the device exists is checked when a model is put on it)."""
+    v = value.strip().lower()
+    if v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit()):
+        return v
+    raise ValueError(f"device must be {DEVICE_HELP}, not {value!r}")

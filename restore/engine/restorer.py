@@ -81,7 +81,7 @@ from torch import nn
 from restore import pixels
 from restore.archs.base import ModelMeta
 from restore.engine import acs, tiling
-from restore.engine.policy import BACKENDS, MIN_TILE, PRECISIONS
+from restore.engine.policy import BACKENDS, DEVICE_HELP, MIN_TILE, PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -148,15 +148,21 @@ def bytes_per_pixel(model: nn.Module, meta: ModelMeta) -> float:
     return float(elem * (LIVE_TENSORS * widest + 2 * out + 2 * meta.in_channels))
 
 
+def mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"``: ``cuda`` when available, else ``cpu``; anything else as ``torch.device`` reads it, checked:
-    a CUDA device that is not there is a one-line ValueError (not PyTorch's traceback on first use)."""
+    """``"auto"``: CUDA when available, then Apple's MPS, else the CPU; anything else as ``torch.device`` reads
+    it (:func:`restore.engine.policy.parse_device` checks the spelling), checked against this machine: a device
+    that is not there is a one-line ValueError (not PyTorch's traceback on first use)."""
     if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise ValueError(f"unknown device {device!r} ({e}); use 'cpu', 'cuda', 'cuda:N' or 'auto'") from None
+        raise ValueError(f"unknown device {device!r} ({e}); use {DEVICE_HELP}") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device {str(device)!r}: no CUDA device is available here (PyTorch "
@@ -165,6 +171,10 @@ def resolve_device(device: str | torch.device) -> torch.device:
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s) "
                              f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    elif dev.type == "mps" and not mps_available():
+        raise ValueError(f"device {str(device)!r}: Apple's Metal (MPS) is not available here; use --device cpu or auto")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {str(device)!r} is not supported; use {DEVICE_HELP}")
     return dev
 
 
