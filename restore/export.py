@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -95,3 +96,99 @@ def export(weights: str | Path, output: str | Path, *, fuse: bool = False, key: 
     desc = f"{meta.family} {meta.variant} x{meta.scale} ({meta.task}), {meta.form} form, {meta.params:,d} parameters"
     return ExportResult(output=out, description=desc, source_key=used, fused=fuse, lora_merged=n_lora,
                         max_abs_diff=diff)
+
+
+@dataclass
+class OnnxExportResult:
+    output: Path
+    description: str
+    source_key: str
+    opset: int
+    fp16: bool
+    max_abs_diff: float  # ONNX Runtime vs PyTorch, over the checked sizes, on the [0, 1] scale (NaN: not checked)
+    sizes: list[tuple[int, int]]
+    metadata: dict[str, str]
+
+
+ONNX_CHECK_SIDES = ((17, 23), (31, 9), (40, 40))  # odd sizes (rounded up to the model's size multiple)
+ONNX_TOLERANCE = 1e-4
+
+
+def onnx_metadata(meta: Any) -> dict[str, str]:
+    """What a runtime needs to feed the graph right, as ONNX metadata properties (strings)."""
+    from restore import __version__
+
+    keys = ("family", "variant", "task", "scale", "in_channels", "out_channels", "input_range", "color_space",
+            "size_multiple", "receptive_field")
+    props = {f"restore.{k}": str(getattr(meta, k)) for k in keys}
+    props["restore.version"] = __version__
+    props["restore.io"] = ("input x: float NCHW in [0, input_range] (RGB, gray, or full-range Y for y_full models), "
+                           "height and width multiples of size_multiple; output y: the same, scale times larger")
+    return props
+
+
+def export_onnx(weights: str | Path, output: str | Path, *, key: str | None = None, fp16: bool = False,
+                opset: int = 17) -> OnnxExportResult:
+    """``restore export --onnx``: the fused deploy form as an ONNX graph with dynamic batch / height / width and
+    the model's conventions in its metadata; checked with ONNX Runtime against PyTorch at several odd sizes
+    (fp32: within ``ONNX_TOLERANCE``). ``fp16``: weights and arithmetic in float16 (inputs and outputs stay
+    float32), for GPU runtimes; checked with a looser bound where the CPU runtime can run it."""
+    import onnx
+
+    from restore.engine.cpu_paths import export_onnx as to_onnx
+    from restore.io.files import publish_bytes
+    from restore.train.networks import to_deploy
+
+    net, used = build_training_network(weights, key)
+    deploy = to_deploy(net, fuse=True)
+    meta = deploy.meta
+    try:
+        graph = to_onnx(deploy, opset=opset)
+    except Exception as e:  # noqa: BLE001 - an operator ONNX cannot express at this opset
+        raise ModelLoadError(f"{weights}: cannot export {meta.family}/{meta.variant} to ONNX opset {opset} "
+                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    model = onnx.load_from_string(graph)
+    if fp16:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        model = convert_float_to_float16(model, keep_io_types=True)
+    props = onnx_metadata(meta)
+    props["restore.precision"] = "fp16" if fp16 else "fp32"
+    onnx.helper.set_model_props(model, props)
+    data = model.SerializeToString()
+    diff, sizes = _check_onnx(deploy, data, meta, strict=not fp16)
+    publish_bytes(Path(output), data, overwrite=True)
+    desc = f"{meta.family} {meta.variant} x{meta.scale} ({meta.task}), {meta.params:,d} parameters"
+    return OnnxExportResult(output=Path(output), description=desc, source_key=used, opset=opset, fp16=fp16,
+                            max_abs_diff=diff, sizes=sizes, metadata=props)
+
+
+def _check_onnx(net: nn.Module, data: bytes, meta: Any, *, strict: bool) -> tuple[float, list[tuple[int, int]]]:
+    """Largest |ONNX Runtime - PyTorch| (on the [0, 1] scale) over :data:`ONNX_CHECK_SIDES`; NaN when the CPU
+    runtime cannot run the graph (fp16 only: strict exports must run)."""
+    import numpy as np
+
+    from restore.engine.cpu_paths import ort_session
+
+    try:
+        session = ort_session(data)
+    except Exception as e:  # noqa: BLE001
+        if strict:
+            raise ModelLoadError(f"the exported graph does not load in ONNX Runtime ({str(e).splitlines()[0]})") \
+                from None
+        return float("nan"), []
+    m = max(1, int(meta.size_multiple))
+    gen = torch.Generator().manual_seed(0)
+    worst, sizes = 0.0, []
+    for n, (h, w) in enumerate(ONNX_CHECK_SIDES):
+        h, w = -(-h // m) * m, -(-w // m) * m
+        x = torch.rand(1 + n % 2, meta.in_channels, h, w, generator=gen) * meta.input_range
+        with torch.no_grad():
+            ref = net(x).numpy()
+        got = session.run(None, {"x": x.numpy().astype(np.float32)})[0]
+        worst = max(worst, float(np.abs(got.astype(np.float64) - ref).max()) / float(meta.input_range))
+        sizes.append((h, w))
+    if strict and worst > ONNX_TOLERANCE:
+        raise ModelLoadError(f"the exported graph differs from PyTorch by {worst:.3g} (> {ONNX_TOLERANCE:g})")
+    return worst, sizes
+

@@ -1,11 +1,12 @@
 """``restore train``, ``restore test`` and ``restore export``.
 
-``restore train -opt FILE [--root DIR] [--resume] [--set key.sub=value ...]`` trains with BasicSR (the
-``train`` extra); ``restore test -opt FILE [--root DIR] [--set key.sub=value ...] [--json]`` scores weights on
-the test sets of an ``options/test/*.yml`` file and ``restore export --weights CKPT [--fuse] -o OUT.pth``
-converts a checkpoint, both with torch only. Errors the user
-can act on are ``ValueError`` subclasses (bad option file, missing data), which ``restore.cli.main`` prints
-as one line with exit status 2.
+``restore train -opt FILE [--root DIR] [--resume] [--set key.sub=value ...] [--launcher none|pytorch|slurm]``
+trains with BasicSR (the ``train`` extra), in one process or as one rank of ``torchrun`` / ``srun`` (rank 0
+prints the summary); ``restore test -opt FILE [--root DIR] [--set key.sub=value ...] [--json]`` scores weights
+on the test sets of an ``options/test/*.yml`` file and ``restore export --weights CKPT [--fuse] -o OUT.pth``
+converts a checkpoint, both with torch only. Errors the user can act on are ``ValueError`` subclasses (bad
+option file, missing data, a launch without its environment), which ``restore.cli.main`` prints as one line
+with exit status 2.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     from restore.train.loop import train
 
-    res = train(args.opt, root=args.root, resume=args.resume, overrides=args.overrides)
+    res = train(args.opt, root=args.root, resume=args.resume, overrides=args.overrides, launcher=args.launcher)
+    if res.rank != 0:  # rank 0 reports for the run
+        return 0
     how = f"resumed from {res.resumed_from}" if res.resumed_from else "from scratch"
-    print(f"trained {res.experiment.name}: iterations {res.start_iter} -> {res.end_iter} ({how}), "
+    procs = f", {res.world_size} processes x batch {res.batch // res.world_size}" if res.world_size > 1 else ""
+    print(f"trained {res.experiment.name}: iterations {res.start_iter} -> {res.end_iter} ({how}{procs}), "
           f"{res.iters_per_second:.2f} it/s; outputs in {res.experiment}")
     return 0
 
@@ -55,6 +59,10 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.onnx:
+        return _export_onnx(args)
+    if args.fp16 or args.opset is not None:
+        raise ValueError("--fp16 and --opset are for --onnx")
     from restore.export import export
 
     res = export(args.weights, args.output, fuse=args.fuse, key=args.key)
@@ -77,6 +85,10 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the latest training state, exactly")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override an option, e.g. --set train.total_iter=1000 (repeatable; value read as YAML)")
+    p.add_argument("--launcher", choices=("none", "pytorch", "slurm"), default="none",
+                   help="distributed training, one process per GPU (or CPU worker): pytorch under torchrun, slurm "
+                        "under srun; batch_size_per_gpu is per process (default: none, one process)")
+    p.add_argument("--local-rank", "--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # old launchers
     p.set_defaults(func=cmd_train)
     return p
 
@@ -94,12 +106,34 @@ def add_test_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("export", help="training checkpoint -> deploy-form state dict")
+    p = subparsers.add_parser("export", help="training checkpoint -> deploy-form state dict, or an ONNX graph")
     p.add_argument("--weights", required=True, help="checkpoint (models/net_g_*.pth of a training run, or any)")
     p.add_argument("--fuse", action="store_true",
                    help="also fold re-parameterisations (Conv3XC, CFSR branches, BatchNorm, weighted conv)")
     p.add_argument("--key", choices=("params_ema", "params"), default=None,
                    help="which weights (default: params_ema when present)")
-    p.add_argument("-o", "--output", required=True, help="output .pth (flat state dict)")
+    p.add_argument("-o", "--output", required=True, help="output .pth (flat state dict), or .onnx with --onnx")
+    p.add_argument("--onnx", action="store_true",
+                   help="write the fused deploy form as ONNX (dynamic batch/height/width; the model's conventions "
+                        "in its metadata), checked with ONNX Runtime against PyTorch")
+    p.add_argument("--fp16", action="store_true", help="--onnx: float16 weights and arithmetic (GPU runtimes)")
+    p.add_argument("--opset", type=int, default=None, help="--onnx: ONNX opset (default 17)")
     p.set_defaults(func=cmd_export)
     return p
+
+
+def _export_onnx(args: argparse.Namespace) -> int:
+    from restore.engine.cpu_paths import onnxruntime_available
+    from restore.export import export_onnx
+
+    if not onnxruntime_available():
+        print("restore: error: --onnx needs the onnx extra: pip install 'restore[onnx]'", file=sys.stderr)
+        return 2
+    res = export_onnx(args.weights, args.output, key=args.key, fp16=args.fp16, opset=args.opset or 17)
+    sizes = ", ".join(f"{h}x{w}" for h, w in res.sizes)
+    check = (f"ONNX Runtime vs PyTorch max |diff| {res.max_abs_diff:.2e} at {sizes}" if res.sizes
+             else "not run by the CPU runtime (fp16)")
+    print(f"{args.weights} [{res.source_key}] -> {res.output}: {res.description}, opset {res.opset}, "
+          f"{'fp16' if res.fp16 else 'fp32'}; {check}")
+    return 0
+

@@ -298,8 +298,9 @@ def _example(meta: Any, side: int = 64) -> Tensor:
     return torch.rand(1, meta.in_channels, side, side, generator=torch.Generator().manual_seed(0)) * meta.input_range
 
 
-def export_onnx(net: nn.Module) -> bytes:
-    """The network as an ONNX graph (opset 17), input ``x`` / output ``y`` with dynamic batch, height, width."""
+def export_onnx(net: nn.Module, *, opset: int = OPSET) -> bytes:
+    """The network as an ONNX graph (default opset 17), input ``x`` / output ``y`` with dynamic batch, height,
+    width."""
     import warnings
 
     buf = io.BytesIO()
@@ -307,7 +308,7 @@ def export_onnx(net: nn.Module) -> bytes:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(net, (_example(net.meta),), buf, input_names=["x"], output_names=["y"],
-                          opset_version=OPSET, dynamo=False, dynamic_axes={"x": axes, "y": axes})
+                          opset_version=opset, dynamo=False, dynamic_axes={"x": axes, "y": axes})
     return buf.getvalue()
 
 
