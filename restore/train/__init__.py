@@ -14,6 +14,7 @@ Modules:
   * :mod:`restore.train.models`   -- SR, denoising and DSCLoRA distillation models (BasicSR ``SRModel``);
   * :mod:`restore.train.checkpoint` -- atomic saves, RNG capture, latest-state lookup;
   * :mod:`restore.train.loop`     -- the iteration loop (``train``);
+  * :mod:`restore.train.dist`     -- launchers (torchrun, SLURM), the process group, what the ranks agree on;
   * :mod:`restore.train.testing`  -- ``restore test -opt options/test/*.yml`` (torch only, no basicsr);
 """
 

@@ -322,18 +322,47 @@ def _squeeze(img: np.ndarray) -> np.ndarray:
 
 class ResumableSampler(Sampler):
     """BasicSR's ``EnlargedSampler`` (shuffled, ``ratio`` x the dataset per epoch, seeded per epoch) that can
-    start mid-epoch and hands each index its own sample seed ``(seed, epoch, position)``."""
+    start mid-epoch and hands each index its own sample seed ``(seed, epoch, position)``.
 
-    def __init__(self, dataset_len: int, *, ratio: int = 1, seed: int = 0, shuffle: bool = True) -> None:
+    With ``batch_size`` (per process) the epoch is one *global* batch sequence split by rank: global batch ``k``
+    holds the positions ``k*G .. k*G + G-1`` of the epoch's order (``G = batch_size * world_size``), and rank ``r``
+    takes the slice ``k*G + r*batch_size .. k*G + (r+1)*batch_size - 1``; only whole global batches are handed out
+    (the tail of fewer than ``G`` positions is dropped, as ``drop_last`` does). So ``N`` ranks x batch ``B`` see the
+    batches one process with batch ``N*B`` sees, and ``start`` (a multiple of ``G``) is counted in positions of that
+    global sequence. Without ``batch_size`` every position from ``start`` is handed out (one process)."""
+
+    def __init__(self, dataset_len: int, *, ratio: int = 1, seed: int = 0, shuffle: bool = True,
+                 batch_size: int | None = None, rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, {world_size})")
+        if batch_size is None and world_size != 1:
+            raise ValueError("several processes split global batches: give batch_size")
         self.n = dataset_len
         self.total = int(math.ceil(dataset_len * ratio))
         self.seed = int(seed)
         self.shuffle = shuffle
+        self.batch_size = batch_size
+        self.rank, self.world_size = int(rank), int(world_size)
         self.epoch = 0
         self.start = 0
 
+    @property
+    def global_batch(self) -> int | None:
+        """Samples per iteration over all ranks (``None`` without ``batch_size``)."""
+        return None if self.batch_size is None else self.batch_size * self.world_size
+
     def set_epoch(self, epoch: int, start: int = 0) -> None:
+        g = self.global_batch
+        if g is not None and start % g:
+            raise ValueError(f"start {start} is not a multiple of the global batch {g}")
         self.epoch, self.start = int(epoch), int(start)
+
+    def positions(self) -> list[int]:
+        """This rank's positions in the epoch's order, from ``start``, in the order they are handed out."""
+        if self.batch_size is None:
+            return list(range(self.start, self.total))
+        g, b = self.world_size * self.batch_size, self.batch_size
+        return [k * g + self.rank * b + j for k in range(self.start // g, self.total // g) for j in range(b)]
 
     def __iter__(self) -> Iterator[tuple[int, tuple[int, int, int]]]:
         if self.shuffle:
@@ -342,8 +371,11 @@ class ResumableSampler(Sampler):
             order = torch.randperm(self.total, generator=g).tolist()
         else:
             order = list(range(self.total))
-        for pos in range(self.start, self.total):
+        for pos in self.positions():
             yield order[pos] % self.n, (self.seed, self.epoch, pos)
 
     def __len__(self) -> int:
-        return self.total - self.start
+        if self.batch_size is None:
+            return self.total - self.start
+        g = self.world_size * self.batch_size
+        return max(0, self.total // g - self.start // g) * self.batch_size

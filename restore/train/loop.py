@@ -16,7 +16,11 @@ What BasicSR's pipeline cannot do, and this loop does:
 * validation runs *before* the checkpoint of the same iteration, so the saved best metrics include it;
   the best network (first metric of the first validation set) is kept as ``models/net_g_best.pth``;
 * every file is written atomically (:mod:`restore.train.checkpoint`), and a final checkpoint is written
-  at ``total_iter`` so a longer run can continue from it (``--resume --set train.total_iter=...``).
+  at ``total_iter`` so a longer run can continue from it (``--resume --set train.total_iter=...``);
+* distributed data parallel under ``torchrun`` / ``srun`` (``launcher``, :mod:`restore.train.dist`): one global
+  batch sequence split by rank (``batch_size_per_gpu`` per rank; iterations and resume positions count global
+  batches), rank 0 alone decides what to resume, logs, validates and writes while the others wait, and the ranks
+  check at each checkpoint that they hold the same weights and EMA.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import Any
 
 import torch
 
-from restore.train import checkpoint
+from restore.train import checkpoint, dist
 from restore.train.options import Options, OptionsError, load_options
 
 LOGGER_NAME = "basicsr"
@@ -51,6 +55,9 @@ class TrainResult:
     seconds: float
     iters_per_second: float
     best: dict[str, Any]
+    rank: int = 0  # this process's rank; rank 0 wrote the files
+    world_size: int = 1
+    batch: int = 0  # global batch (batch_size_per_gpu x world_size)
 
 
 def resolve_num_gpu(opts: Options) -> int:
@@ -79,30 +86,39 @@ def _setup_logger(log_file: Path) -> tuple[logging.Logger, logging.Handler]:
 
 
 def train(opt_path: str | Path, *, root: str | Path = ".", resume: bool = False,
-          overrides: Sequence[str] = ()) -> TrainResult:
-    """Run (or resume) the training described by ``opt_path``; outputs in ``root/experiments/<name>``."""
+          overrides: Sequence[str] = (), launcher: str = "none") -> TrainResult:
+    """Run (or resume) the training described by ``opt_path``; outputs in ``root/experiments/<name>``.
+
+    ``launcher`` (``none``, ``pytorch`` under torchrun, ``slurm`` under srun): this process is one rank of a
+    DistributedDataParallel run (:mod:`restore.train.dist`); ``batch_size_per_gpu`` is per rank, and rank 0 alone
+    logs, validates and writes checkpoints."""
     opts = load_options(opt_path, overrides)
     from restore.train.registry import register_all
 
     register_all()
-    from basicsr.data import build_dataloader, build_dataset
-    from basicsr.data.prefetch_dataloader import CPUPrefetcher, CUDAPrefetcher
-    from basicsr.models import build_model
-    from basicsr.utils import (
-        AvgTimer,
-        MessageLogger,
-        get_env_info,
-        get_time_str,
-        init_tb_logger,
-        make_exp_dirs,
-        set_random_seed,
-    )
-    from basicsr.utils.options import dict2str
-
-    from restore.train.data import ResumableSampler
-
     num_gpu = resolve_num_gpu(opts)
-    bopt = opts.to_basicsr(Path(root).resolve(), num_gpu=num_gpu)
+    ctx = dist.init(launcher, num_gpu=num_gpu)
+    try:
+        return _run(opts, Path(opt_path), ctx, num_gpu=num_gpu, root=Path(root).resolve(), resume=resume,
+                    overrides=overrides)
+    finally:
+        ctx.close()
+
+
+@dataclass
+class _Start:
+    """What rank 0 decides before training and every rank uses."""
+
+    state_path: Path | None
+    log_file: Path
+    seed: int
+
+
+def _prepare(opts: Options, opt_path: Path, bopt: dict[str, Any], *, resume: bool) -> _Start:
+    """Rank 0: pick the state to resume, make (or archive, as BasicSR does) the experiment folders, name the log
+    file and draw the seed."""
+    from basicsr.utils import get_time_str, make_exp_dirs
+
     exp = Path(bopt["path"]["experiments_root"])
     state_path: Path | None = None
     if resume:
@@ -118,56 +134,98 @@ def train(opt_path: str | Path, *, root: str | Path = ".", resume: bool = False,
     for key in ("models", "training_states", "visualization"):
         Path(bopt["path"][key]).mkdir(parents=True, exist_ok=True)
     if state_path is None:
-        shutil.copy(opt_path, exp / Path(opt_path).name)
-
+        shutil.copy(opt_path, exp / opt_path.name)
     log_file = exp / f"train_{opts.name}_{get_time_str()}.log"
     n = 1
     while log_file.exists():  # two runs within a second (e.g. a quick resume)
         log_file = exp / f"train_{opts.name}_{get_time_str()}_{n}.log"
         n += 1
-    logger, handler = _setup_logger(log_file)
+    seed = opts.manual_seed if opts.manual_seed is not None else random.randint(1, 10000)
+    if seed < 0:
+        raise OptionsError(f"{opts.source}: manual_seed: must be >= 0, got {seed}")
+    return _Start(state_path=state_path, log_file=log_file, seed=seed)
+
+
+def _quiet_logger() -> logging.Logger:
+    """Ranks other than 0: BasicSR's root logger at ERROR, no file (BasicSR's ``get_root_logger`` on rank > 0)."""
+    from basicsr.utils import get_root_logger
+
+    logger = get_root_logger(logger_name=LOGGER_NAME)
+    logger.setLevel(logging.ERROR)
+    return logger
+
+
+def _run(opts: Options, opt_path: Path, ctx: dist.DistContext, *, num_gpu: int, root: Path, resume: bool,
+         overrides: Sequence[str]) -> TrainResult:
+    """:func:`train` once this process has its place (``ctx``)."""
+    from basicsr.data import build_dataloader, build_dataset
+    from basicsr.data.prefetch_dataloader import CPUPrefetcher, CUDAPrefetcher
+    from basicsr.models import build_model
+    from basicsr.utils import AvgTimer, MessageLogger, get_env_info, init_tb_logger, set_random_seed
+    from basicsr.utils.options import dict2str
+
+    from restore.train.data import ResumableSampler
+
+    bopt = opts.to_basicsr(root, num_gpu=num_gpu, dist=ctx.enabled, rank=ctx.rank, world_size=ctx.world_size)
+    exp = Path(bopt["path"]["experiments_root"])
+    start = ctx.on_main(lambda: _prepare(opts, opt_path, bopt, resume=resume))
+    state_path, log_file, seed = start.state_path, start.log_file, start.seed
+    ctx.all_ok(state_path is None or state_path.is_file(),
+               f"rank(s) {{ranks}} cannot read {state_path}: every rank needs the experiment folder (a shared "
+               "filesystem across nodes)")
+    handler: logging.Handler | None = None
+    if ctx.is_main:
+        logger, handler = _setup_logger(log_file)
+    else:
+        logger = _quiet_logger()
     tb_logger = None
     try:
         logger.info(get_env_info())
+        if ctx.enabled:
+            logger.info(f"Distributed: launcher {ctx.launcher}, backend {ctx.backend}, {ctx.world_size} process(es)")
         if overrides:
             logger.info(f"Overrides: {' '.join(overrides)}")
         logger.info(dict2str(bopt))
         if resume and state_path is None:
             logger.info(f"--resume: no training state under {exp / 'training_states'}; starting from scratch")
-        seed = opts.manual_seed if opts.manual_seed is not None else random.randint(1, 10000)
-        if seed < 0:
-            raise OptionsError(f"{opts.source}: manual_seed: must be >= 0, got {seed}")
+        # the same seed on every rank: samples draw from their own seeds (train.data), so the global RNGs serve the
+        # network's initialisation and loader base seeds only, and rank 0's saved RNG state is every rank's
         bopt["manual_seed"] = seed
         logger.info(f"Random seed: {seed}")
         set_random_seed(seed)
         if num_gpu:
             torch.backends.cudnn.benchmark = True
-        if opts.logger.use_tb_logger:
+        if opts.logger.use_tb_logger and ctx.is_main:
             tb_logger = init_tb_logger(log_dir=str(exp / "tb_logger"))
 
-        # ---- data
+        # ---- data: one global batch sequence, rank r takes slice r of every global batch (ResumableSampler)
         dopt = bopt["datasets"]["train"]
         train_set = build_dataset(dopt)
+        per_rank = dopt["batch_size_per_gpu"]
         sampler = ResumableSampler(len(train_set), ratio=dopt["dataset_enlarge_ratio"], seed=seed,
-                                   shuffle=dopt["use_shuffle"])
-        loader = build_dataloader(train_set, dopt, num_gpu=num_gpu, dist=False, sampler=sampler, seed=seed)
-        batch = dopt["batch_size_per_gpu"] * max(1, num_gpu)
+                                   shuffle=dopt["use_shuffle"], batch_size=per_rank, rank=ctx.rank,
+                                   world_size=ctx.world_size)
+        loader = build_dataloader(train_set, dopt, num_gpu=num_gpu, dist=ctx.enabled, sampler=sampler, seed=seed)
+        batch = per_rank * ctx.world_size  # global batch: iterations and resume positions count these
         iters_per_epoch = sampler.total // batch
         if iters_per_epoch < 1:
             raise OptionsError(f"{opts.source}: datasets.train: {sampler.total} samples per epoch is less than one "
                                f"batch of {batch} (raise dataset_enlarge_ratio or lower batch_size_per_gpu)")
         total_iter = opts.train.total_iter
+        split = f" ({ctx.world_size} processes x {per_rank})" if ctx.world_size > 1 else ""
         logger.info(f"Training statistics:\n\tNumber of train images: {len(train_set)}\n\tDataset enlarge ratio: "
-                    f"{dopt['dataset_enlarge_ratio']}\n\tBatch size: {batch}\n\tRequire iter number per epoch: "
-                    f"{iters_per_epoch}\n\tTotal epochs: {math.ceil(total_iter / iters_per_epoch)}; "
+                    f"{dopt['dataset_enlarge_ratio']}\n\tBatch size: {batch}{split}\n\tRequire iter number per "
+                    f"epoch: {iters_per_epoch}\n\tTotal epochs: {math.ceil(total_iter / iters_per_epoch)}; "
                     f"iters: {total_iter}.")
         val_sets = []
-        for phase, vopt in bopt["datasets"].items():
-            if phase.startswith("val"):
-                val_sets.append(build_dataset(vopt))
-                logger.info(f"Number of val images in {vopt['name']}: {len(val_sets[-1])}")
+        if ctx.is_main:
+            for phase, vopt in bopt["datasets"].items():
+                if phase.startswith("val"):
+                    val_sets.append(build_dataset(vopt))
+                    logger.info(f"Number of val images in {vopt['name']}: {len(val_sets[-1])}")
+        has_val = opts.val is not None and any(p.startswith("val") for p in bopt["datasets"])
 
-        # ---- model (+ resume)
+        # ---- model (+ resume: every rank loads the file rank 0 chose)
         model = build_model(bopt)
         current_iter, epoch, batch_in_epoch = 0, 0, 0
         pending_rng = None
@@ -187,7 +245,7 @@ def train(opt_path: str | Path, *, root: str | Path = ".", resume: bool = False,
         else:
             prefetcher = CPUPrefetcher(loader)
         save_freq = opts.logger.save_checkpoint_freq
-        val_freq = opts.val.val_freq if opts.val is not None and val_sets else None
+        val_freq = opts.val.val_freq if has_val else None
         warmup = opts.train.warmup_iter
         logger.info(f"Start training from epoch: {epoch}, iter: {current_iter}")
         data_timer, iter_timer = AvgTimer(), AvgTimer()
@@ -195,21 +253,38 @@ def train(opt_path: str | Path, *, root: str | Path = ".", resume: bool = False,
         last_saved = current_iter if state_path is not None else -1
         last_val = -1
 
-        def validate(it: int) -> None:
-            nonlocal last_val
+        def validate(it: int) -> None:  # rank 0
             for k, vs in enumerate(val_sets):
                 model.validation(vs, it, tb_logger, opts.val.save_img)
                 if k == 0 and _improved(model, vs.name, it):
                     path = model.save_network_file("best")
                     logger.info(f"Saved best network (iter {it}) to {path}")
-            last_val = it
 
-        def save(it: int) -> None:
-            nonlocal last_saved
+        def save(it: int) -> None:  # rank 0
             # position of the *next* batch
             ep, pos = (epoch + 1, 0) if batch_in_epoch >= iters_per_epoch else (epoch, batch_in_epoch)
             model.save_checkpoint(epoch=ep, current_iter=it, batch_in_epoch=pos)
-            last_saved = it
+
+        def write(it: int, *, do_val: bool, do_save: bool, latest: bool = False) -> None:
+            """Validation and checkpoints of iteration ``it``: rank 0 writes while the others wait (``on_main``
+            broadcasts its outcome, so an error there stops every rank)."""
+            nonlocal last_val, last_saved
+            if do_save:
+                ctx.check_same(model.replicated_tensors(), "weights")
+
+            def on_main() -> None:
+                if do_val:
+                    validate(it)
+                if do_save:
+                    logger.info("Saving models and training states.")
+                    save(it)
+                if latest:
+                    logger.info("Save the latest model.")
+                    model.save_network_file("latest")
+
+            ctx.on_main(on_main)
+            last_val = it if do_val else last_val
+            last_saved = it if do_save else last_saved
 
         while current_iter < total_iter:
             sampler.set_epoch(epoch, start=batch_in_epoch * batch)
@@ -240,11 +315,10 @@ def train(opt_path: str | Path, *, root: str | Path = ".", resume: bool = False,
                                 "time": iter_timer.get_avg_time(), "data_time": data_timer.get_avg_time()}
                     log_vars.update(model.get_current_log())
                     msg_logger(log_vars)
-                if val_freq and current_iter % val_freq == 0:
-                    validate(current_iter)
-                if current_iter % save_freq == 0:
-                    logger.info("Saving models and training states.")
-                    save(current_iter)
+                do_val = bool(val_freq) and current_iter % val_freq == 0
+                do_save = current_iter % save_freq == 0
+                if do_val or do_save:
+                    write(current_iter, do_val=do_val, do_save=do_save)
                 data_timer.start()
                 iter_timer.start()
                 if batch_in_epoch >= iters_per_epoch:
@@ -257,20 +331,18 @@ def train(opt_path: str | Path, *, root: str | Path = ".", resume: bool = False,
         done = current_iter - start_iter
         logger.info(f"End of training. Time consumed: {datetime.timedelta(seconds=int(seconds))} "
                     f"({done} iterations, {done / seconds if seconds > 0 else 0.0:.3f} it/s)")
-        if val_freq and last_val != current_iter and done:
-            validate(current_iter)
-        if last_saved != current_iter:
-            save(current_iter)
-        logger.info("Save the latest model.")
-        model.save_network_file("latest")
+        write(current_iter, do_val=bool(val_freq) and last_val != current_iter and done > 0,
+              do_save=last_saved != current_iter, latest=True)
         return TrainResult(experiment=exp, start_iter=start_iter, end_iter=current_iter, resumed_from=state_path,
                            log_file=log_file, seconds=seconds, iters_per_second=done / seconds if seconds > 0 else 0.0,
-                           best=getattr(model, "best_metric_results", {}))
+                           best=getattr(model, "best_metric_results", {}), rank=ctx.rank,
+                           world_size=ctx.world_size, batch=batch)
     finally:
         if tb_logger is not None:
             tb_logger.close()
-        logger.removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            logger.removeHandler(handler)
+            handler.close()
 
 
 def _improved(model: Any, dataset: str, it: int) -> bool:

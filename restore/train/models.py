@@ -9,6 +9,10 @@ BasicSR's ``SRModel`` cannot do is written here:
 * networks come from :mod:`restore.train.networks`, optionally with ConvLoRA (``train.lora``): the
   pretrained net is fused (``Conv3XC`` -> ``eval_conv``), adapters injected, everything but ``lora_A/B``
   frozen;
+* under a launcher (``opt['dist']``) the network is wrapped in ``DistributedDataParallel`` on the CPU too
+  (``device_ids=None``; BasicSR's ``model_to_device`` asks for a CUDA device), BatchNorm becomes
+  ``SyncBatchNorm`` on CUDA and is refused on the CPU (:func:`restore.train.dist.sync_batchnorm`); the EMA copy
+  and every saved file hold the bare network with plain BatchNorm;
 * EMA also copies buffers (BatchNorm running statistics; BasicSR's ``model_ema`` averages parameters
   only, which leaves an EMA DnCNN with untrained statistics);
 * mixed precision when ``train.amp`` is true: ``torch.autocast`` fp16 + ``GradScaler`` on CUDA, or with
@@ -44,10 +48,11 @@ from basicsr.models.base_model import BaseModel
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from restore import pixels
 from restore.io import image
-from restore.train import checkpoint, networks
+from restore.train import checkpoint, dist, networks
 
 
 def _resample_tail(net: nn.Module, sd: dict[str, Tensor], name: str, path: str) -> None:
@@ -158,13 +163,25 @@ class RestoreSRModel(SRModel):
 
     # ---------------------------------------------------------------------------------------- setup
 
+    def model_to_device(self, net: nn.Module) -> nn.Module:
+        """``net`` on the device; under a launcher wrapped in DDP (``device_ids``: the current CUDA device, or None on
+        the CPU), with SyncBatchNorm on CUDA. Without one, ``num_gpu`` is 0 or 1, so BasicSR's DataParallel never
+        applies."""
+        net = net.to(self.device)
+        if not self.opt["dist"]:
+            return net
+        net = dist.sync_batchnorm(net, self.device)
+        ids = [torch.cuda.current_device()] if self.device.type == "cuda" else None
+        return DistributedDataParallel(net, device_ids=ids,
+                                       find_unused_parameters=bool(self.opt.get("find_unused_parameters", False)))
+
     def init_training_settings(self) -> None:
         self.net_g.train()
         train_opt = self.opt["train"]
         self.ema_decay = float(train_opt.get("ema_decay", 0) or 0)
         if self.ema_decay > 0:
             self.logger.info(f"Use Exponential Moving Average with decay: {self.ema_decay}")
-            self.net_g_ema = copy.deepcopy(self.get_bare_model(self.net_g)).eval()
+            self.net_g_ema = dist.plain_batchnorm(copy.deepcopy(self.get_bare_model(self.net_g))).eval()
             for p in self.net_g_ema.parameters():
                 p.requires_grad_(False)
         self.cri_pix = build_loss(dict(train_opt["pixel_opt"])).to(self.device) if train_opt.get("pixel_opt") else None
@@ -288,6 +305,13 @@ class RestoreSRModel(SRModel):
         if hasattr(self, "net_g_ema"):
             out["params_ema"] = sd(self.net_g_ema)
         out["restore_arch"] = self.arch
+        return out
+
+    def replicated_tensors(self) -> dict[str, Tensor]:
+        """What every rank must hold identically: the network's parameters and buffers, and the EMA's."""
+        out = {f"net_g.{k}": v for k, v in self.get_bare_model(self.net_g).state_dict().items()}
+        if hasattr(self, "net_g_ema"):
+            out.update({f"net_g_ema.{k}": v for k, v in self.net_g_ema.state_dict().items()})
         return out
 
     def save_network_file(self, label: str) -> Path:

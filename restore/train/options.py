@@ -8,8 +8,9 @@ BasicSR user reads these files at once. Differences, all additive: ``train.lora`
 ``train.distill_opt`` / ``train.affinity_opt`` (distillation losses), ``train.amp`` / ``train.amp_dtype``
 (mixed precision: fp16 on CUDA, or bf16 on CUDA and the CPU), dataset keys ``color`` / ``sigma`` /
 ``sigma_range`` / ``noise_seed`` and ``io_backend.type: memory`` (in-memory cache), metric key ``round_y``.
-BasicSR keys this implementation does not use (``dist_params``, ``find_unused_parameters``, ``logger.wandb``
-without a project) are accepted and ignored.
+BasicSR keys this implementation does not use (``dist_params``: the backend follows the device and the port
+the launcher; ``logger.wandb`` without a project) are accepted and ignored; ``find_unused_parameters`` is
+passed to DistributedDataParallel under a launcher. ``num_gpu`` and ``batch_size_per_gpu`` are per process.
 
 Test files (``restore test -opt options/test/X.yml``, BasicSR's ``basicsr/test.py``) parse into
 :class:`TestOptions` through the same converter and checks: ``name``, ``model_type``, ``scale``, ``num_gpu``,
@@ -201,9 +202,11 @@ class Options:
 
     # ---------------------------------------------------------------------------------------- views
 
-    def to_basicsr(self, root: str | Path, *, num_gpu: int) -> dict[str, Any]:
+    def to_basicsr(self, root: str | Path, *, num_gpu: int, dist: bool = False, rank: int = 0,
+                   world_size: int = 1) -> dict[str, Any]:
         """The plain nested dict BasicSR's models read (``opt['train']['optim_g']`` ...), with the
-        experiment paths under ``root/experiments/<name>`` and BasicSR's run-time keys filled in."""
+        experiment paths under ``root/experiments/<name>`` and BasicSR's run-time keys filled in (``dist``,
+        ``rank``, ``world_size``: this process's place under a launcher; ``num_gpu`` is per process)."""
         plain = _plain(self)
         plain.pop("source", None)
         exp = Path(root) / "experiments" / self.name
@@ -217,7 +220,7 @@ class Options:
         for phase, ds in plain["datasets"].items():
             ds["phase"] = phase.split("_")[0]
             ds["scale"] = self.scale
-        plain.update(is_train=True, dist=False, rank=0, world_size=1, num_gpu=num_gpu, auto_resume=False)
+        plain.update(is_train=True, dist=dist, rank=rank, world_size=world_size, num_gpu=num_gpu, auto_resume=False)
         return plain
 
 
@@ -527,7 +530,8 @@ def _check_top(o: Options | TestOptions, conv: _Converter) -> None:
     if o.scale < 1:
         raise err("scale", f"must be >= 1, got {o.scale}")
     if isinstance(o.num_gpu, int) and not 0 <= o.num_gpu <= 1:
-        raise err("num_gpu", f"0 (CPU), 1 or auto; got {o.num_gpu} (multi-GPU is not supported)")
+        raise err("num_gpu", f"0 (CPU), 1 or auto; got {o.num_gpu} (per process: several GPUs run one process "
+                  "each, restore train --launcher pytorch / slurm)")
     if o.model_type == "DenoiseModel" and o.scale != 1:
         raise err("scale", f"a DenoiseModel has scale 1, got {o.scale}")
 
