@@ -116,7 +116,7 @@ ONNX_TOLERANCE = 1e-4
 
 def onnx_metadata(meta: Any) -> dict[str, str]:
     """What a runtime needs to feed the graph right, as ONNX metadata properties (strings)."""
-    from restore import __version__
+    from restore._version import __version__
 
     keys = ("family", "variant", "task", "scale", "in_channels", "out_channels", "input_range", "color_space",
             "size_multiple", "receptive_field")

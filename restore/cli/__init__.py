@@ -25,7 +25,7 @@ VERBS = (process, evaluate, info, train, bench, video, web, cache)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from restore import __version__
+    from restore._version import __version__
 
     ap = argparse.ArgumentParser(prog="restore", description="Lightweight super-resolution and denoising.")
     ap.add_argument("--version", action="version", version=f"restore {__version__}")

@@ -64,7 +64,7 @@ def _version(module: str) -> str:
 
 def machine() -> dict[str, Any]:
     """What of this machine and its libraries a timing depends on."""
-    from restore import __version__
+    from restore._version import __version__
     from restore.engine.cpu_paths import cpu_info
 
     name, flags = cpu_info()
