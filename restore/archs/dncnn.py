@@ -164,6 +164,54 @@ class DnCNN(nn.Module):
         return out.eval()
 
 
+# ------------------------------------------------------------------------------------- opponent colour
+
+
+class OpponentDnCNN(nn.Module):
+    """Colour denoising with two gray DnCNNs in an orthonormal luminance / chrominance basis.
+
+    ``T`` (rows ``(1,1,1)/sqrt3``, ``(1,0,-1)/sqrt2``, ``(1,-2,1)/sqrt6``) is orthonormal, so i.i.d. RGB noise of
+    sigma stays i.i.d. with the same sigma in it, and the colour MSE is the mean of the three channels' MSEs. The
+    luminance ``(R+G+B)/sqrt3`` is denoised as the gray image ``mean(R, G, B)`` (noise ``sigma/sqrt3``) by
+    ``luma`` and scaled back; each chrominance channel (smooth, centred on 0.5) by ``chroma`` at the full sigma.
+    Both are plain :class:`DnCNN` s (checkpoint keys ``luma.*`` / ``chroma.*``); the composite is what the
+    colour defaults ship: nothing but DnCNNs and a fixed colour transform (see docs/results.md for why it
+    beats a 3-channel DnCNN trained on this project's budget). ``fuse()`` folds both nets."""
+
+    def __init__(self, luma: DnCNN, chroma: DnCNN, *, sigma: float | None = None) -> None:
+        super().__init__()
+        if luma.in_channels != 1 or chroma.in_channels != 1:
+            raise ValueError("OpponentDnCNN takes two gray (1-channel) DnCNNs")
+        self.luma, self.chroma = luma, chroma
+        self.sigma = sigma
+        t = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, -1.0], [1.0, -2.0, 1.0]], dtype=torch.float64)
+        self.register_buffer("basis", (t / t.norm(dim=1, keepdim=True)).float(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        t = self.basis.to(x.dtype)
+        z = torch.einsum("kc,nchw->nkhw", t, x)
+        root3 = 3.0**0.5
+        lum = self.luma(z[:, :1] / root3) * root3
+        chroma = self.chroma(z[:, 1:].reshape(n * 2, 1, h, w) + 0.5).reshape(n, 2, h, w) - 0.5
+        return torch.einsum("kc,nkhw->nchw", t, torch.cat([lum, chroma], dim=1))
+
+    @property
+    def meta(self) -> ModelMeta:
+        ml, mc = self.luma.meta, self.chroma.meta
+        variant = f"opp-dncnn{self.luma.num_layers}x{self.chroma.num_layers}"
+        if self.sigma is not None:
+            variant += f"-s{self.sigma:g}"
+        return ModelMeta(family=FAMILY, variant=variant, task="denoise", scale=1, in_channels=3, out_channels=3,
+                         input_range=1.0, color_space="rgb", size_multiple=1, half_safe=ml.half_safe and mc.half_safe,
+                         receptive_field=max(ml.receptive_field or 0, mc.receptive_field or 0),
+                         form="deploy" if ml.form == mc.form == "deploy" else "train", params=count_params(self))
+
+    @torch.no_grad()
+    def fuse(self) -> OpponentDnCNN:
+        return OpponentDnCNN(self.luma.fuse(), self.chroma.fuse(), sigma=self.sigma).eval()
+
+
 # --------------------------------------------------------------------------------------------- detection
 
 _KEY_RE = re.compile(r"^(dncnn|model)\.(\d+)\.([A-Za-z_]+)$")
@@ -183,9 +231,12 @@ def _expected_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
 
 
 def detect(state_dict: Mapping[str, torch.Tensor]) -> Detection | None:
-    """Recognise a DnCNN state dict (SaoYan train layout or KAIR deploy layout, optionally weighted)."""
+    """Recognise a DnCNN state dict (SaoYan train layout or KAIR deploy layout, optionally weighted), or an
+    :class:`OpponentDnCNN` (two gray ones under ``luma.`` / ``chroma.``)."""
     if not state_dict:
         return None
+    if all(k.startswith(("luma.", "chroma.")) for k in state_dict):
+        return _detect_opponent(state_dict)
     prefixes = set()
     for k in state_dict:
         m = _KEY_RE.match(k)
@@ -238,3 +289,23 @@ def detect(state_dict: Mapping[str, torch.Tensor]) -> Detection | None:
         extra={"num_layers": len(convs), "in_channels": in_ch, "form": "train" if batch_norm or weighted
                else "deploy"},
     )
+
+
+def _detect_opponent(state_dict: Mapping[str, torch.Tensor]) -> Detection | None:
+    parts = {}
+    for part in ("luma", "chroma"):
+        sub = {k[len(part) + 1:]: v for k, v in state_dict.items() if k.startswith(part + ".")}
+        det = detect(sub) if sub and not any(k.startswith(("luma.", "chroma.")) for k in sub) else None
+        if det is None or det.extra.get("in_channels") != 1:
+            return None
+        parts[part] = det
+    luma, chroma = parts["luma"], parts["chroma"]
+    sd = {f"{p}.{k}": v for p, d in parts.items() for k, v in d.state_dict.items()}
+    return Detection(
+        family=FAMILY,
+        build=lambda: OpponentDnCNN(luma.build(), chroma.build()),  # type: ignore[arg-type]
+        state_dict=sd,
+        description=f"opponent-colour DnCNN: luminance {luma.description}; chrominance {chroma.description}",
+        extra={"num_layers": luma.extra["num_layers"], "in_channels": 3, "form": luma.extra["form"]},
+    )
+

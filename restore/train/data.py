@@ -273,14 +273,39 @@ class SRImageDataset(_Base):
         return {"lq": _squeeze(lr), "gt": _squeeze(hr), "name": self.gt_paths[idx].stem}
 
 
+OPPONENT = np.array([[1.0, 1.0, 1.0], [1.0, 0.0, -1.0], [1.0, -2.0, 1.0]], dtype=np.float64)
+OPPONENT /= np.linalg.norm(OPPONENT, axis=1, keepdims=True)
+"""Rows: luminance and the two chrominance directions of :class:`restore.archs.dncnn.OpponentDnCNN`."""
+
+
+def opponent_plane(rgb: np.ndarray, plane: str, which: int = 1) -> np.ndarray:
+    """The gray plane an :class:`~restore.archs.dncnn.OpponentDnCNN` part sees, HxWx1 float32: ``luma`` = the
+    mean of R, G, B (in [0, 1]); ``chroma`` = chrominance row ``which`` (1 or 2) + 0.5 (about [-0.2, 1.2])."""
+    x = rgb.astype(np.float32) / (255.0 if rgb.dtype == np.uint8 else 1.0)
+    if plane == "luma":
+        return x.mean(axis=2, keepdims=True, dtype=np.float32)
+    return (x @ OPPONENT[which].astype(np.float32))[..., None] + np.float32(0.5)
+
+
 class DenoiseDataset(_Base):
-    """Clean images + Gaussian noise (fixed ``sigma`` or blind ``sigma_range``), 0-255 scale."""
+    """Clean images + Gaussian noise (fixed ``sigma`` or blind ``sigma_range``), 0-255 scale.
+
+    ``opponent: luma | chroma`` (with ``color: rgb``) trains a part of an opponent-colour DnCNN on gray planes
+    of colour images (:func:`opponent_plane`; chroma: each sample takes one of the two chrominance planes at
+    random); the noise is added to the plane, so ``sigma`` is the plane's own noise level (sigma / sqrt3 for
+    the luminance of colour noise of sigma). Validation uses the luminance / first chrominance plane clipped to
+    [0, 1] and quantised to 8 bits (monitoring only)."""
 
     def __init__(self, opt: dict[str, Any]) -> None:
         super().__init__(opt)
         self.sigma = opt.get("sigma")
         self.sigma_range = opt.get("sigma_range")
         self.noise_seed = int(opt.get("noise_seed", 0))
+        self.opponent = opt.get("opponent")
+        if self.opponent not in (None, "luma", "chroma"):
+            raise DataError(f"dataset {self.name}: opponent must be 'luma' or 'chroma', not {self.opponent!r}")
+        if self.opponent is not None and self.color != "rgb":
+            raise DataError(f"dataset {self.name}: opponent planes are made from colour images (color: rgb)")
 
     def __getitem__(self, key: SampleKey) -> dict[str, Any]:
         idx, rng = _split_key(key)
@@ -288,6 +313,8 @@ class DenoiseDataset(_Base):
         if self.phase != "train":
             from restore.evaluate import add_noise
 
+            if self.opponent is not None:
+                clean = np.round(np.clip(opponent_plane(clean, self.opponent)[..., 0], 0, 1) * 255).astype(np.uint8)
             clean = _squeeze(clean)
             noisy = add_noise(clean, float(self.sigma), self.noise_seed)
             return {"lq": noisy, "gt": clean, "name": self.gt_paths[idx].stem}
@@ -301,6 +328,9 @@ class DenoiseDataset(_Base):
             sigma = float(rng.uniform(self.sigma_range[0], self.sigma_range[1]))
         else:
             sigma = float(self.sigma)
+        if self.opponent is not None:  # the draw is taken either way, so luma / chroma runs share the crops
+            which = 1 + int(rng.integers(0, 2))
+            gt = opponent_plane(gt, self.opponent, which)
         gt_t = to_tensor(gt)
         noise = torch.from_numpy(rng.standard_normal(gt_t.shape, dtype=np.float32)) * (sigma / 255.0)
         return {"lq": gt_t + noise, "gt": gt_t, "sigma": torch.tensor(sigma), "lq_path": str(self.gt_paths[idx]),

@@ -93,6 +93,7 @@ class DatasetOptions:
     sigma: float | None = None
     sigma_range: list[float] | None = None
     noise_seed: int = 0
+    opponent: Literal["luma", "chroma"] | None = None  # DenoiseDataset: a part of restore.archs.dncnn.OpponentDnCNN
     num_worker_per_gpu: int = 0
     batch_size_per_gpu: int = 1
     dataset_enlarge_ratio: int = 1
@@ -624,10 +625,12 @@ def _check_dataset(ds: DatasetOptions, phase: str, o: Options | TestOptions, con
             raise err(f"{where}.sigma", f"must be >= 0, got {ds.sigma}")
         if ds.color == "y":
             raise err(f"{where}.color", "denoising data is 'rgb' or 'gray'")
+        if ds.opponent is not None and ds.color != "rgb":
+            raise err(f"{where}.opponent", "opponent planes are made from colour images: set color: rgb")
     else:
-        for k in ("sigma", "sigma_range"):
+        for k in ("sigma", "sigma_range", "opponent"):
             if getattr(ds, k) is not None:
-                raise err(f"{where}.{k}", "noise levels belong to a DenoiseDataset")
+                raise err(f"{where}.{k}", "noise levels and opponent planes belong to a DenoiseDataset")
         if "{}" not in ds.filename_tmpl:
             raise err(f"{where}.filename_tmpl", f"must contain '{{}}', got {ds.filename_tmpl!r}")
     if phase == "train":
