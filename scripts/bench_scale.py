@@ -12,7 +12,17 @@ with 1 thread, 1 process with as many threads as there are cores, and 2 ranks wi
 
     python scripts/bench_scale.py --only train [--iters 24] [--batch 16] [--repeat 2] [--no-write]
 
-Other sections (Ray, images) are added as further functions in :data:`SECTIONS`.
+``images`` -- ``restore upscale`` over one batch of ``--images`` generated smooth RGB PNGs (``--image-size`` px a
+side) with ``--model``: the plain command line (one process, torch's threads over all cores) against ``--ray`` with
+1 and 2 workers (a local Ray instance started by the run, as a user without a cluster gets it; each actor gets an
+even share of the CPUs as threads). Each setting is a fresh ``python -m restore`` process, timed from its start;
+the per-file lines it prints as results arrive give the time to the first image (interpreter, torch, model; for Ray
+also the instance and the actors) and the steady rate (images/s from the first result to the last). Best of
+``--repeat``, idle OpenMP workers sleeping (``OMP_WAIT_POLICY=PASSIVE``).
+
+    python scripts/bench_scale.py --only images [--images 40] [--image-size 128] [--repeat 2] [--no-write]
+
+Each measurement is a function in :data:`SECTIONS` returning its marked section.
 """
 
 from __future__ import annotations
@@ -20,10 +30,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +50,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from doc_sections import block, write_section  # noqa: E402
 
 TAG_TRAIN = "scale-train"
+TAG_IMAGES = "scale-images"
 RUN_TIMEOUT = 900
 SIMD_FLAGS = re.compile(r"^(sse4_2|avx|avx2|fma|f16c|avx512\w*|amx\w*|avx_vnni\w*|avx_ne_convert)$")
 
@@ -208,7 +221,114 @@ Machine: {cpu['model']}, {cpu['cpus']} CPU(s) (`lscpu`; SIMD flags: {cpu['simd']
     return block(TAG_TRAIN, body)
 
 
-SECTIONS: dict[str, Callable[[argparse.Namespace], str]] = {"train": bench_train}
+# ---------------------------------------------------------------------------------------------- images
+
+
+@dataclass
+class ImageRun:
+    """One setting of the batch-inference measurement (best of the repeats)."""
+
+    label: str
+    workers: int | None  # Ray actors; None: the plain command line
+    wall: float = float("inf")  # s, process start to exit
+    first: float = float("inf")  # s, process start to the first image's line
+    steady: float = 0.0  # images/s from the first image's line to the last
+
+    def end_to_end(self, n: int) -> float:
+        return n / self.wall
+
+
+def image_env() -> dict[str, str]:
+    """The environment of every setting: no launcher or cluster variables, torch / Ray choose the threads."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": "PASSIVE"}
+    for k in ("OMP_NUM_THREADS", "RAY_ADDRESS", "RANK", "WORLD_SIZE", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"):
+        env.pop(k, None)
+    return env
+
+
+def run_images(inputs: Path, work: Path, run: ImageRun, model: str, n: int) -> tuple[float, float, float]:
+    """One ``restore upscale`` of the batch in a fresh process and output folder: (wall s, first-image s, steady
+    images/s)."""
+    out = work / f"out_{time.time_ns()}"
+    cmd = [sys.executable, "-m", "restore", "upscale", str(inputs), "-o", str(out), "--model", model]
+    if run.workers is not None:
+        cmd += ["--ray", "--workers", str(run.workers)]
+    stamps: list[float] = []
+    with tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=work, env=image_env(), stdout=subprocess.PIPE, stderr=err, text=True)
+        timer = threading.Timer(RUN_TIMEOUT, proc.kill)  # a hung run ends; its missing lines fail the check below
+        timer.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if " -> " in line:
+                    stamps.append(time.perf_counter() - t0)
+            rc = proc.wait()
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - t0
+        err.seek(0)
+        if rc or len(stamps) != n:
+            raise RuntimeError(f"{' '.join(cmd)}: exit {rc}, {len(stamps)} of {n} images:\n{err.read()[-3000:]}")
+    shutil.rmtree(out, ignore_errors=True)
+    steady = (n - 1) / (stamps[-1] - stamps[0]) if n > 1 and stamps[-1] > stamps[0] else float("nan")
+    return wall, stamps[0], steady
+
+
+def bench_images(args: argparse.Namespace) -> str:
+    """Plain command line vs ``--ray`` with 1 and 2 workers on one batch; the ``scale-images`` section."""
+    import ray
+    import torch
+
+    n, size = args.images, args.image_size
+    runs = [ImageRun("plain CLI (one process)", None), ImageRun("--ray, 1 worker", 1), ImageRun("--ray, 2 workers", 2)]
+    load_before = load_average()
+    with tempfile.TemporaryDirectory(prefix="bench_images_") as tmp:
+        work = Path(tmp)
+        make_train_data(work / "in", n=n, size=size)
+        for _ in range(args.repeat):
+            for r in runs:
+                wall, first, steady = run_images(work / "in", work, r, args.model, n)
+                print(f"{r.label}: {wall:.1f} s wall, first image after {first:.1f} s, {steady:.2f} images/s steady",
+                      flush=True)
+                if wall < r.wall:
+                    r.wall, r.first = wall, first
+                r.steady = max(r.steady, steady)
+    load_after = load_average()
+    plain, one, two = runs
+    rows = "\n".join(f"| {r.label} | {r.wall:.1f} | {r.end_to_end(n):.2f} | {r.first:.1f} | {r.steady:.2f} | "
+                     f"{r.steady / plain.steady:.2f} |" for r in runs)
+    overhead = 1 - one.steady / plain.steady
+    cost = (f"a per-image overhead of {overhead:.0%}: a task per image, results through the object store"
+            if overhead >= 0.03 else "no per-image overhead measurable on this shared machine")
+    cpu = cpu_description()
+    print(f"Ray 1 worker vs plain: {one.steady / plain.steady:.2f}x steady, +{one.first - plain.first:.1f} s to the "
+          f"first image; 2 workers vs 1: {two.steady / one.steady:.2f}x")
+    body = f"""## Batch inference: plain command line vs Ray Data (`restore upscale --ray`)
+
+Written by `scripts/bench_scale.py --only images` (see its docstring for the method). {n} smooth RGB PNGs of
+{size}x{size} px, `--model {args.model}`, each setting a fresh `python -m restore upscale` process (the Ray settings
+start a local Ray instance, as a user without a cluster gets it), best of {args.repeat}. *First image*: seconds from
+the process start to the first result (interpreter, torch, model load; with Ray also the instance and the actors);
+*steady*: images/s from the first result to the last, which is what grows with workers and machines.
+
+Machine: {cpu['model']}, {cpu['cpus']} CPU(s), torch {torch.__version__}, Ray {ray.__version__}, Python
+{sys.version.split()[0]}. Load average (1/5/15 min) before: {load_before}, after: {load_after}{args.note}.
+
+| setting | wall s | images/s end to end | first image s | images/s steady | steady vs plain |
+|---|---|---|---|---|---|
+{rows}
+
+Ray with 1 worker vs the plain command line: **{one.steady / plain.steady:.2f}x** the steady rate ({cost}) and
+**+{one.first - plain.first:.1f} s** before the first image (starting Ray and its actor, which imports torch and loads
+the model). 2 workers vs 1: **{two.steady / one.steady:.2f}x** the steady rate on this {cpu['cpus']}-CPU machine (each
+worker one thread, against one worker with {cpu['cpus']} threads). End to end, a batch this small is done sooner by
+the plain command line; the start-up is paid once per run, the steady rate once per image."""
+    return block(TAG_IMAGES, body)
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], str]] = {"train": bench_train, "images": bench_images}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iters", type=int, default=24, help="training iterations per run (default 24)")
     ap.add_argument("--batch", type=int, default=16, help="global batch B (default 16; 2 ranks take B/2 each)")
     ap.add_argument("--repeat", type=int, default=2, help="runs per setting, best kept (default 2)")
+    ap.add_argument("--images", type=int, default=40, help="images: batch size (default 40)")
+    ap.add_argument("--image-size", type=int, default=128, help="images: side of each input in px (default 128)")
+    ap.add_argument("--model", default="span_tiny_x4_distilled", help="images: shipped model (default: the x4 default)")
     ap.add_argument("--note", default="", help="a sentence added after the load averages (e.g. other jobs)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")

@@ -4,12 +4,34 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from restore.cli.args import add_model_args, add_precision_args, tile
+from restore.cli.args import add_model_args, add_precision_args, positive, tile
 from restore.engine.policy import FITS, RESAMPLERS
+
+JOURNAL = "restore-journal.jsonl"  # restore.io.journal.JOURNAL_NAME (the parser imports nothing heavy)
+RAY_ADDRESS = re.compile(r"^(auto|local|[a-z][a-z0-9+.-]*://\S+|[\w.\-\[\]]+:\d+)$", re.IGNORECASE)
+
+
+def shard_arg(value: str) -> tuple[int, int]:
+    """``--shard K/N`` (0-based)."""
+    from restore.io.inputs import parse_shard
+
+    try:
+        return parse_shard(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--shard ")) from None
+
+
+def ray_address(value: str) -> str:
+    """``--ray [ADDRESS]``: an address, so that ``--ray photos/`` is not silently taken for one."""
+    if value == "" or RAY_ADDRESS.match(value):
+        return value
+    raise argparse.ArgumentTypeError(f"expected a Ray address (auto, HOST:PORT, ray://HOST:PORT), not {value!r}; "
+                                     f"put --ray after the inputs, or write --ray=ADDRESS")
 
 
 def add_parsers(sub: Any) -> None:
@@ -48,6 +70,20 @@ def add_parsers(sub: Any) -> None:
         p.add_argument("--allow-large", action="store_true",
                        help="read images over the decompression-bomb pixel limit")
         p.add_argument("--debug", action="store_true", help="show tracebacks")
+        scale_out = p.add_argument_group("past one machine")
+        scale_out.add_argument("--shard", type=shard_arg, metavar="K/N",
+                               help="process only shard K of N (0-based: 0/4 .. 3/4) for array jobs without Ray; an "
+                                    "input's shard is a stable hash of its path below its folder, so the N runs split "
+                                    "the inputs disjointly. Default when set: RANK/WORLD_SIZE (as torchrun sets them; "
+                                    "only upscale and denoise shard by them, 'restore train' uses them for DDP), else "
+                                    "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT")
+        scale_out.add_argument("--ray", nargs="?", const="", default=None, type=ray_address, metavar="ADDRESS",
+                               help="run on a Ray cluster (the 'cluster' extra): ADDRESS (HOST:PORT, ray://HOST:PORT, "
+                                    "auto), else RAY_ADDRESS when set, else a local instance started for this run; "
+                                    f"needs -o DIR, where {JOURNAL} records each input")
+        scale_out.add_argument("--workers", type=positive, metavar="N",
+                               help="--ray: N actors (default: one per GPU of the cluster, else one per CPU; never "
+                                    "more than the inputs)")
         p.set_defaults(func=lambda a, t=task: cmd_process(a, t))
 
 
@@ -56,13 +92,6 @@ def _say(kind: str, msg: str) -> None:
     from tqdm import tqdm
 
     tqdm.write(f"restore: {kind}: {msg}", file=sys.stderr)
-
-
-def _os_reason(e: OSError) -> str:
-    return e.strerror or str(e) or type(e).__name__
-
-
-SHIPPED_SCALES = (2, 3, 4)
 
 
 def _default_suffix(args: argparse.Namespace, task: str, scale: int) -> str:
@@ -98,127 +127,154 @@ def plan_jobs(args: argparse.Namespace, suffix: str) -> Any:
     return jobs
 
 
+def _shard(args: argparse.Namespace) -> tuple[int, int, str] | None:
+    """``--shard``, else the launcher's variables (upscale/denoise only; see the option's help)."""
+    if args.shard is not None:
+        return (*args.shard, "--shard")
+    from restore.io.inputs import shard_from_env
+
+    return shard_from_env(os.environ)
+
+
+class Tally:
+    """Counts of a run and its per-file lines (stdout: written; stderr: skip / error)."""
+
+    def __init__(self, failed: int = 0) -> None:
+        self.done, self.failed, self.skipped = 0, failed, 0
+        self.megapixels = 0.0
+        self.path = ""  # the Restorer path of the first written image (the Ray summary's)
+
+    def report(self, outcome: Any) -> None:
+        if outcome.status == "written":
+            self.done += 1
+            self.megapixels += outcome.megapixels
+            self.path = self.path or outcome.path
+            print(outcome.message)
+        elif outcome.status == "skipped":
+            self.skipped += 1
+            _say("skip", outcome.message)
+        else:
+            self.failed += 1
+            _say("error", outcome.message)
+
+    def summary(self, secs: float, model: str, how: str) -> str:
+        extra = (f", {self.skipped} skipped (output exists; --overwrite replaces it)" if self.skipped else "") + (
+            f", {self.failed} failed" if self.failed else "")
+        rate = f" ({self.megapixels / secs:.2f} output MP/s)" if self.done and secs else ""
+        return f"{self.done} image(s) written in {secs:.1f} s{rate}{extra} [{model}{how}]"
+
+
 def cmd_process(args: argparse.Namespace, task: str) -> int:
+    """``restore upscale`` / ``restore denoise``: plan, shard, then the plain loop or ``--ray``; the exit code."""
     import time
 
-    import numpy as np
+    from restore.engine.batch import ModelChoice, ProcessOptions, Sizing
+    from restore.io.inputs import select_shard
+
+    t_start = time.perf_counter()
+    sizing = Sizing(outscale=args.outscale, width=args.width, height=args.height, fit=args.fit,
+                    resample=args.resample) if task == "sr" else Sizing()
+    choice = ModelChoice(task, weights=args.weights, model=args.model, scale=getattr(args, "scale", None),
+                         sigma=getattr(args, "sigma", None) or ("blind" if task == "denoise" else None),
+                         device=args.device, tile=args.tile, precision=args.precision, calib=args.calib, sizing=sizing)
+    if args.workers is not None and args.ray is None:
+        raise ValueError("--workers is for --ray (without Ray, run one 'restore' per --shard K/N)")
+    if args.ray is not None and (not args.output or (Path(args.output).suffix and not Path(args.output).is_dir())):
+        raise ValueError(f"--ray needs -o DIR: the outputs and {JOURNAL} go there")
+    if sizing.active:  # one-line usage errors before any work
+        choice.check_sizing()
+    weights, model = choice.load_first()
+    meta = model.meta
+    suffix = args.suffix if args.suffix is not None else _default_suffix(args, task, meta.scale)
+    jobs = plan_jobs(args, suffix)  # collisions are checked on the whole plan, before any sharding
+    todo = jobs.jobs
+    shard = _shard(args)
+    if shard is not None:
+        k, n, where = shard
+        todo = select_shard(jobs.jobs, k, n)
+        _say("note", f"shard {k}/{n} (from {where}): {len(todo)} of {len(jobs.jobs)} input(s)")
+    options = ProcessOptions(overwrite=args.overwrite, allow_large=args.allow_large, debug=args.debug,
+                             sizing=sizing, tiles_progress=True)
+    model_name = f"{meta.family}/{meta.variant} x{meta.scale}"
+    if args.ray is not None:
+        return _process_on_ray(args, jobs, todo, choice, options, model_name, t_start)
+    return _process_here(jobs, todo, choice, (weights, model), options, model_name, task)
+
+
+def _process_here(jobs: Any, todo: list[Any], choice: Any, first: tuple[Path, Any], options: Any, model_name: str,
+                  task: str) -> int:
+    """The plain loop: one file after the other in this process."""
+    import time
+
     from tqdm import tqdm
 
-    from restore import io
-    from restore.engine.restorer import Restorer, RunStats, is_oom
-    from restore.weights import default_denoiser, load_model, resolve_model
+    from restore.engine.batch import InputGuard, Runners, process_file
 
-    sigma = getattr(args, "sigma", None) or ("blind" if task == "denoise" else None)
-    by_color = task == "denoise" and not args.weights and not args.model  # gray input -> gray model, colour -> colour
-    sizing = task == "sr" and any(getattr(args, k, None) is not None for k in ("outscale", "width", "height"))
-    by_size = sizing and not args.weights and not args.model and args.scale is None  # smallest scale that reaches it
-
-    def pick(color: str, scale: int | None = None) -> Path:
-        if args.weights:
-            return Path(args.weights)
-        if by_color:
-            return default_denoiser(sigma, color)
-        return resolve_model(args.model, task=task, scale=scale or getattr(args, "scale", None), sigma=sigma,
-                             color=color)
-
-    def target_for(img: np.ndarray) -> Any:
-        from restore.engine.resample import target_size
-
-        return target_size(img.shape[0], img.shape[1], outscale=args.outscale, width=args.width,
-                           height=args.height, fit=args.fit) if sizing else None
-
-    if sizing:  # one-line usage errors before any work
-        target_for(np.zeros((8, 8), np.uint8))
-    first_scale = None
-    if by_size and args.outscale is not None:
-        first_scale = next((s for s in SHIPPED_SCALES if s >= args.outscale), SHIPPED_SCALES[-1])
-    weights = pick("rgb", first_scale)
-    model = load_model(weights)
-    meta = model.meta
-    if meta.task != task:
-        raise ValueError(f"{weights}: a {meta.task} model (x{meta.scale}); use 'restore "
-                         f"{'upscale' if meta.task == 'sr' else 'denoise'}'")
-    if task == "sr" and args.scale is not None and args.scale != meta.scale:
-        raise ValueError(f"{weights}: model is x{meta.scale}, but --scale {args.scale} was asked")
-    suffix = args.suffix if args.suffix is not None else _default_suffix(args, task, meta.scale)
-    jobs = plan_jobs(args, suffix)
-    runner = Restorer(model, device=args.device, tile=args.tile, precision=args.precision,
-                      calibration=args.calib)
-    runners = {weights: runner}
-
-    def runner_for(img: np.ndarray) -> Restorer:
-        if by_size:  # the smallest shipped scale that reaches the target (the resample then only shrinks)
-            t = target_for(img)
-            need = max(t.height / img.shape[0], t.width / img.shape[1])
-            w = pick("rgb", next((s for s in SHIPPED_SCALES if s >= need - 1e-9), SHIPPED_SCALES[-1]))
-        elif by_color:
-            w = pick("gray" if img.ndim == 2 or img.shape[2] == 2 else "rgb")
-        else:
-            return runner
-        if w not in runners:
-            runners[w] = Restorer(load_model(w), device=args.device, tile=args.tile, precision=args.precision,
-                                  calibration=args.calib)
-        return runners[w]
-
+    runners = Runners(choice, first)
     for err in jobs.errors:
         _say("error", err)
-    done, failed, skipped = 0, len(jobs.errors), 0
-    megapixels, t0 = 0.0, time.perf_counter()
-    sources = [j.src for j in jobs.jobs]
-    for job in tqdm(jobs.jobs, desc=task, unit="img", disable=True if len(jobs.jobs) < 2 else None, leave=False):
-        src, dst = job.src, job.dst
-        try:  # everything about one file, the output-name checks included: a failure is this file's alone
-            if any(io.same_file(dst, f) for f in sources):
-                _say("error", f"{src}: output {dst} would overwrite an input; choose -o or --suffix")
-                failed += 1
-                continue
-            if os.path.lexists(dst) and not args.overwrite:
-                _say("skip", f"{src}: {dst} exists (use --overwrite)")
-                skipped += 1
-                continue
-            img, info = io.read_image_info(src, allow_large=args.allow_large)
-            for note in info.notes:
-                _say("note", f"{src}: {note}")
-            with tqdm(desc=f"{src.name} tiles", unit="tile", leave=False,
-                      disable=not sys.stderr.isatty()) as tiles_bar:
-                stats = RunStats(on_forward=lambda n, bar=tiles_bar: bar.update(n - bar.n))
-                out = runner_for(img).run(img, stats=stats)
-            target = target_for(img)
-            if target is not None:
-                from restore.engine.resample import resample
-
-                out = resample(out, target, args.resample)
-            for note in io.conversion_notes(dst, out, info=info):
-                _say("note", f"{dst}: {note}")
-            io.write_image(dst, out, info=info, overwrite=args.overwrite)
-        except io.ImageReadError as e:
-            _say("error", str(e))
-            failed += 1
-            continue
-        except FileExistsError:
-            _say("skip", f"{src}: {dst} appeared while this image ran (use --overwrite)")
-            skipped += 1
-            continue
-        except (OSError, ValueError) as e:
-            if args.debug:
-                raise
-            _say("error", f"{src} -> {dst}: {_os_reason(e) if isinstance(e, OSError) else e}")
-            failed += 1
-            continue
-        except Exception as e:  # an allocator failure (PyTorch or ONNX Runtime) is this image's; the rest is a bug
-            if args.debug or not is_oom(e):
-                raise
-            _say("error", f"{src}: out of memory ({img.shape[1]}x{img.shape[0]}); try a smaller --tile "
-                          f"(e.g. --tile 256) or --device cpu")
-            failed += 1
-            continue
-        done += 1
-        megapixels += out.shape[0] * out.shape[1] / 1e6
-        print(f"{src} -> {dst} ({img.shape[1]}x{img.shape[0]} -> {out.shape[1]}x{out.shape[0]})")
+    tally = Tally(failed=len(jobs.errors))
+    t0 = time.perf_counter()
+    guard = InputGuard(j.src for j in jobs.jobs)
+    for job in tqdm(todo, desc=task, unit="img", disable=True if len(todo) < 2 else None, leave=False):
+        tally.report(process_file(job, runners, options, guard=guard, on_note=lambda m: _say("note", m)))
     secs = time.perf_counter() - t0
-    how = f", {runner.device}, {runner.precision} {runner.backend}" if done else f", {runner.device}"
-    extra = (f", {skipped} skipped (output exists; --overwrite replaces it)" if skipped else "") + (
-        f", {failed} failed" if failed else "")
-    rate = f" ({megapixels / secs:.2f} output MP/s)" if done and secs else ""
-    print(f"{done} image(s) written in {secs:.1f} s{rate}{extra} [{meta.family}/{meta.variant} x{meta.scale}{how}]")
-    return 1 if failed else 0
+    runner = runners.first
+    how = f", {runner.device}, {runner.precision} {runner.backend}" if tally.done else f", {runner.device}"
+    print(tally.summary(secs, model_name, how))
+    return 1 if tally.failed else 0
+
+
+def _process_on_ray(args: argparse.Namespace, jobs: Any, todo: list[Any], choice: Any, options: Any,
+                    model_name: str, t_start: float) -> int:
+    """``--ray``: settle what needs no worker here, send the rest to the cluster, journal every result."""
+    import time
+
+    from restore.engine import ray_batch
+    from restore.engine.batch import InputGuard, preflight
+    from restore.io.journal import JOURNAL_NAME, Entry, Journal
+
+    ray_batch.require_ray()  # the one-line error before anything is written
+    guard = InputGuard(j.src for j in jobs.jobs)
+    tally = Tally()
+    how = ""
+    reported: set[Any] = set()
+    with Journal(Path(args.output) / JOURNAL_NAME) as journal:
+
+        def record(job: Any, outcome: Any) -> None:
+            tally.report(outcome)
+            reported.add(job)
+            error = None if outcome.status == "written" else outcome.message
+            journal.append(Entry(str(job.src), str(job.dst), outcome.status, error, outcome.seconds))
+
+        for err in jobs.errors:
+            _say("error", err)
+            tally.failed += 1
+            journal.append(Entry(err.partition(": ")[0], None, "failed", err, 0.0))
+        send = []
+        for job in todo:
+            early = preflight(job, options, guard)
+            if early is None:
+                send.append(job)
+            else:
+                record(job, early)
+        if send:
+            try:
+                with ray_batch.ray_session(args.ray or None, say=lambda m: _say("note", m),
+                                           debug=args.debug) as session:
+                    plan = ray_batch.plan_actors(ray_batch.cluster_nodes(session.ray), device=args.device,
+                                                 workers=args.workers, inputs=len(send))
+                    if plan.workers > plan.room:
+                        _say("note", f"{plan.workers} worker(s) asked, the cluster holds {plan.room} now; the others "
+                                     f"start when resources appear")
+                    how = f"; {plan.describe()}"
+                    for job, outcome, notes in ray_batch.run_jobs(session, send, choice, options, plan):
+                        for note in notes:
+                            _say("note", note)
+                        record(job, outcome)
+            finally:
+                ray_batch.remove_partials([j for j in send if j not in reported])
+    secs = time.perf_counter() - t_start
+    path = f", {tally.path}" if tally.path else f", {args.device}"
+    print(tally.summary(secs, model_name, path + how))
+    return 1 if tally.failed else 0

@@ -6,25 +6,26 @@ line is :mod:`restore.cli.video`.
 Pipeline (:func:`upscale_video`): three stages run at the same time and hand frames over through bounded
 buffers, so memory stays flat whatever the length of the video:
 
-1. decode (a thread): PyAV demuxes the source, decodes the first video stream to HxWx3 **uint8** RGB and
-   hands the packets of every audio / subtitle / data stream on untouched (:func:`restore.io.read_video`);
+1. decode (a thread): PyAV demuxes the source, decodes the first video stream to HxWx3 **uint8** RGB
+   (**uint16** RGB for sources of more than 8 bits, see "Bit depth and HDR" below) and hands the packets of
+   every audio / subtitle / data stream on untouched (:func:`restore.io.read_video`);
 2. super-resolve (a thread): frames are grouped in batches of ``batch`` (:func:`default_batch`) and go through
    :meth:`Restorer.run_batch <restore.engine.restorer.Restorer.run_batch>` — the same engine as images, so
    colour handling (Y-channel models such as ESPCN included), precision and per-frame tiling are the
-   engine's; frames become float only inside it and come back as uint8;
+   engine's; frames become float only inside it and come back as uint8 (uint16);
 3. encode (the calling thread): :class:`restore.io.VideoWriter` encodes the frames with their source
    timestamps and stream-copies the other streams' packets (remux, not re-encode: the audio is
    bit-identical), then the temporary file is renamed to the output name.
 
 Colour path (``color_path`` / ``--color-path``): models that see only luma (``meta.color_space == "y_full"``,
-e.g. ESPCN) take the **Y-plane path** ("yuv") when the source is 8-bit 4:2:0 (yuv420p / yuvj420p) with even
-sizes and the output is yuv420p: frames are decoded as their planes, the Y plane alone goes through the
-network (mapped to the model's full-range Y, :func:`restore.io.yuv_luma_for_model`), U and V are upscaled
-bilinearly, and the planes go to the encoder directly (:func:`restore.io.yuv_from_luma`), with no RGB
-conversion anywhere; colour range and tags stay the source's. Decoded outputs equal the RGB path's within a
+e.g. ESPCN) take the **Y-plane path** ("yuv") when the source is 4:2:0 (yuv420p / yuvj420p, or 10-bit
+yuv420p10le) with even sizes and the output has the same format: frames are decoded as their planes, the
+Y plane alone goes through the network (mapped to the model's full-range Y, :func:`restore.io.yuv_luma_for_model`),
+U and V are upscaled bilinearly, and the planes go to the encoder directly (:func:`restore.io.yuv_from_luma`),
+with no RGB conversion anywhere; colour range and tags stay the source's. Decoded outputs equal the RGB path's within a
 few code values (the RGB path converts YUV -> RGB -> YCrCb -> RGB -> YUV, rounding and clipping at each step;
-see tests/engine/test_video_yuv.py). Every other case (RGB models, 4:2:2 / 4:4:4 / 10-bit / RGB sources,
-odd sizes, an encoder without yuv420p) takes the **RGB path** ("rgb"): frames decoded to uint8 RGB and run
+see tests/engine/test_video_yuv.py). Every other case (RGB models, 4:2:2 / 4:4:4 / RGB sources, odd sizes,
+an encoder without the source's 4:2:0 format) takes the **RGB path** ("rgb"): frames decoded to RGB and run
 through :meth:`Restorer.run_batch`, whose colour handling is the engine's. ``"auto"`` (default) picks the
 Y-plane path where it applies; ``"rgb"`` forces the RGB path; ``"yuv"`` insists on the Y-plane path (an error
 where it does not apply). :attr:`VideoResult.color_path` says which one ran. Tiling, precision and batching
@@ -38,11 +39,26 @@ What is kept: every frame (same count, same timestamps, so variable frame rate a
 audio / subtitle / data streams (copied packets), rotation metadata (the display matrix; pixels are not
 rotated), colour range / matrix / primaries / transfer tags, sample aspect ratio, container and stream tags
 (title, language). What changes: the video codec (``--codec``, default libx264, ``--crf`` 18, ``--preset``
-veryfast; libvpx-vp9 for .webm), the pixel format (yuv420p, or yuv444p for 4:4:4 sources), the bit depth
-(8-bit pipeline: 10-bit sources are converted to 8 bits), and an odd output width/height is cropped by one
-pixel for 4:2:0 (only possible with ``--scale 3`` on an odd-sized source). ``--frames A:B`` takes frames A
-to B-1 (0-based, frame-exact; audio cut at packet boundaries, timestamps shifted so the clip starts where
-the source started).
+veryfast; libvpx-vp9 for .webm), the pixel format (yuv420p, or yuv444p for 4:4:4 sources; 10-bit sources
+keep their depth, below), and an odd output width/height is cropped by one pixel for 4:2:0 (only possible
+with ``--scale 3`` on an odd-sized source). ``--frames A:B`` takes frames A to B-1 (0-based, frame-exact;
+audio cut at packet boundaries, timestamps shifted so the clip starts where the source started).
+
+Bit depth and HDR (``bit_depth`` / ``--bit-depth``): a source of more than 8 bits (e.g. yuv420p10le HEVC) stays
+so end to end unless ``bit_depth=8``: the RGB path decodes it to 16-bit RGB (swscale, the stream's matrix),
+the network runs in float on it and its output comes back as 16-bit, the encoder gets 10-bit YUV; the
+Y-plane path keeps the 10-bit planes (Y to float as ``(Y - 64) / 876``, back to 10-bit code values; U / V
+upscaled at 10 bits). No step rounds to 8 bits (tests/engine/test_video_hdr.py compares with the 8-bit
+pipeline). The encoder is x265 Main 10, or the source codec's own 10-bit profile (libx264 High 10, VP9 profile
+2) when it has one (:func:`restore.io.video.default_video_codec`). Primaries / transfer / matrix tags (e.g.
+BT.2020 + PQ or HLG) are copied as for any source, and the HDR10 static metadata (mastering display, content
+light level), read from the first decoded frame's side data, is written by libx265 (``x265-params``); with
+another encoder a note says it is dropped. The network sees the coded signal (PQ / HLG code values), not
+linear light, as it sees gamma-coded SDR frames. ``VideoResult.bit_depth`` says what ran.
+
+Long videos across workers: :mod:`restore.engine.video_segments` (``--segments`` / ``--ray``) runs this
+pipeline on one segment of the source at a time (``segment=``: its frames exactly, video only) and joins the
+encoded segments by stream copy.
 
 Temporal stability: none of the supported networks is recurrent or looks at neighbouring frames; every frame
 is restored on its own, deterministically (the same input frame gives the same output frame, up to float
@@ -83,6 +99,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from restore.engine.restorer import Restorer
     from restore.io import VideoInfo
+    from restore.io.video_segments import Segment
 
 from restore.engine.policy import COLOR_PATHS, GPU_BATCH
 
@@ -123,14 +140,17 @@ def choose_color_path(meta: Any, info: VideoInfo, request: str = "auto", out_pix
         raise ValueError(f"color_path must be one of {', '.join(COLOR_PATHS)}; got {request!r}")
     if request == "rgb":
         return "rgb", "asked for"
+    from restore.io.video import yuv_pixels
+
     why = ""
+    planes = yuv_pixels(info.pix_fmt)
     if getattr(meta, "color_space", None) != "y_full" or getattr(meta, "in_channels", 1) != 1:
         why = f"the model is not Y-only (colour space {getattr(meta, 'color_space', '?')})"
     elif not io.yuv420_supported(info.pix_fmt, info.width, info.height):
-        why = (f"the source is {info.pix_fmt} {info.width}x{info.height} (the Y-plane path needs 8-bit 4:2:0 "
-               f"with even sizes)")
-    elif out_pix_fmt is not None and out_pix_fmt != "yuv420p":
-        why = f"the encoder writes {out_pix_fmt}, not yuv420p"
+        why = (f"the source is {info.pix_fmt} {info.width}x{info.height} (the Y-plane path needs 8- or 10-bit "
+               f"4:2:0 with even sizes)")
+    elif out_pix_fmt is not None and out_pix_fmt != planes:
+        why = f"the encoder writes {out_pix_fmt}, not {planes}"
     if not why:
         return "yuv", "Y-only model on a 4:2:0 source"
     if request == "yuv":
@@ -434,6 +454,7 @@ class VideoResult:
     sr_seconds: float = 0.0  # time spent in the network stage (the rest overlaps with it or is decode/encode)
     notes: list[str] = field(default_factory=list)
     color_path: str = "rgb"  # "yuv" (Y-plane path) or "rgb", see the module docstring
+    bit_depth: int = 8  # bits per sample from decoder to encoder (10 for 10-bit sources, unless forced to 8)
     expected_frames: int = 0  # set when fewer frames were decoded than the container announces (see announced_frames)
 
     @property
@@ -488,7 +509,8 @@ def upscale_video(source: str | Path, output: str | Path | None, model: nn.Modul
                   live: bool = False, device: str = "auto", precision: str = "auto", tile: int | str | None = None,
                   progress: Callable[[PipelineStats], None] | None = None,
                   on_start: Callable[[VideoInfo, int], None] | None = None, calibration: object = None,
-                  color_path: str = "auto", encoder_threads: int | None = None) -> VideoResult:
+                  color_path: str = "auto", encoder_threads: int | None = None, bit_depth: int | None = None,
+                  segment: Segment | None = None) -> VideoResult:
     """Upscale the video ``source`` into ``output`` (see the module docstring); returns a :class:`VideoResult`.
 
     ``model``: as for :func:`stream`. ``start``/``stop``: frame range (0-based, ``stop`` exclusive). ``batch``:
@@ -498,12 +520,21 @@ def upscale_video(source: str | Path, output: str | Path | None, model: nn.Modul
     ``live``: real-time mode (pace files, greedy batches, drop frames when behind; ``output`` may be None and
     Ctrl-C ends the run normally). ``progress`` is called after every written frame; ``on_start`` once with
     the source's :class:`~restore.io.VideoInfo` and the expected number of frames (0: unknown).
+    ``bit_depth``: None keeps the source's depth (10-bit stays 10-bit when the encoder has a 10-bit format);
+    8 runs the 8-bit pipeline whatever the source. ``segment``: only that segment of the source
+    (:mod:`restore.io.video_segments`; video only, source timestamps, no audio: the pieces are joined by
+    :mod:`restore.engine.video_segments`).
     """
     from restore import io
+    from restore.io.video import read_video_pixels
 
     src = str(source)
     if color_path not in COLOR_PATHS:
         raise ValueError(f"color_path must be one of {', '.join(COLOR_PATHS)}; got {color_path!r}")
+    if bit_depth not in (None, 8):
+        raise ValueError(f"bit_depth must be None (the source's) or 8; got {bit_depth!r}")
+    if segment is not None and (start or stop is not None or live):
+        raise ValueError("a segment cannot be combined with a frame range or live mode")
     runner = make_restorer(model, device=device, precision=precision, tile=tile, calibration=calibration)
     batch = batch or default_batch(runner.device)
     scale = runner.meta.scale
@@ -520,6 +551,8 @@ def upscale_video(source: str | Path, output: str | Path | None, model: nn.Modul
         if dst.is_dir():
             raise io.VideoError(f"{dst}: is a directory")
     known = 0 if info.live else info.estimated_frames()
+    if segment is not None:
+        known = segment.frames
     end = known if stop is None else (min(stop, known) if known else stop)
     width, height = info.width * scale, info.height * scale
     writer = None
@@ -528,14 +561,17 @@ def upscale_video(source: str | Path, output: str | Path | None, model: nn.Modul
         writer = io.VideoWriter(io.video_temp_path(dst), info=info, width=width, height=height, codec=codec,
                                 crf=io.DEFAULT_CRF if crf is None else crf,
                                 preset=io.DEFAULT_PRESET if preset is None else preset,
-                                copy_from=None if info.live else src, label=dst,
-                                threads=encoder_threads)
+                                copy_from=None if info.live or segment is not None else src, label=dst,
+                                threads=encoder_threads, bit_depth=bit_depth)
     try:
         path, _ = choose_color_path(runner.meta, info, color_path, writer.pix_fmt if writer is not None else None)
     except ValueError:
         if writer is not None:
             writer.abort()
         raise
+    depth = min(info.bit_depth, writer.bit_depth if writer is not None else bit_depth or info.bit_depth)
+    pixels = read_video_pixels(info, path == "yuv", depth)
+    depth = 8 if pixels in ("rgb24", "yuv420p") else depth
     read_stats = io.ReadStats()
     n = 0
     first_pts = last_end = None
@@ -543,9 +579,16 @@ def upscale_video(source: str | Path, output: str | Path | None, model: nn.Modul
     try:
         if on_start is not None:
             on_start(info, max(0, end - start) if end else 0)
-        items: Iterable[Any] = io.read_video(src, start=start, stop=stop, rebase=info.live, stats=read_stats,
-                                             copy_streams=writer is not None and not info.live,
-                                             pixels="yuv420p" if path == "yuv" else "rgb24")
+        items: Iterable[Any]
+        if segment is not None:
+            from restore.io.video_segments import read_segment, rebases
+
+            items = read_segment(src, segment, pixels=pixels, size=(info.width, info.height), stats=read_stats,
+                                 full_range=info.color_range == 2 or info.pix_fmt == "yuvj420p",
+                                 shift=dst is not None and rebases(dst.suffix))
+        else:
+            items = io.read_video(src, start=start, stop=stop, rebase=info.live, stats=read_stats,
+                                  copy_streams=writer is not None and not info.live, pixels=pixels)
         if live and not info.live:
             items = _paced(items, info.time_base)
         sr = _sr_frames_yuv if path == "yuv" else _sr_frames
@@ -592,7 +635,10 @@ def upscale_video(source: str | Path, output: str | Path | None, model: nn.Modul
                      f"skipped")
     if read_stats.truncated:
         notes.append(f"the source {read_stats.truncated}; the frames before it were processed")
-    header, exact = announced_frames(info, start, stop)
+    if info.bit_depth > 8 and bit_depth == 8:  # an encoder without a deeper format is noted by the writer
+        notes.append(f"the source is {info.bit_depth}-bit ({info.pix_fmt}); it was processed and written at 8 bits "
+                     f"(asked for)")
+    header, exact = (segment.frames, True) if segment is not None else announced_frames(info, start, stop)
     decoded = n + pipe.stats.dropped
     if header and (decoded < header if exact else decoded < TRUNCATION_SHARE * header - 1):
         what = "header announces" if exact else f"duration ({info.duration:.3g} s at {info.fps:.3g} fps) implies about"
@@ -604,7 +650,7 @@ def upscale_video(source: str | Path, output: str | Path | None, model: nn.Modul
     return VideoResult(source=src, output=str(dst) if dst is not None else None, frames=n, seconds=seconds,
                        video_seconds=span, in_size=(info.width, info.height), out_size=out_size,
                        dropped=pipe.stats.dropped, sr_seconds=pipe.stats.sr_seconds, notes=notes, color_path=path,
-                       expected_frames=header)
+                       expected_frames=header, bit_depth=depth)
 
 
 def _is_frame(item: Any) -> bool:

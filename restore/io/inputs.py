@@ -9,6 +9,11 @@ Output names: ``<stem><suffix><ext>``, where ``ext`` is the input's own for loss
 ``.png`` otherwise (a restored photo is not re-compressed as JPEG). ``a.png`` and ``a.jpg`` in one folder would
 both become ``a_x4.png``: :func:`plan` reports that as a collision (the caller refuses the run) rather than let the
 second overwrite the first.
+
+Sharding (``--shard K/N``, 0-based, for array jobs without Ray): :func:`select_shard` keeps the jobs whose
+:func:`shard_of` (a stable hash of the relative path) is K; :func:`parse_shard` reads ``K/N`` and
+:func:`shard_from_env` the launcher's variables (``RANK``/``WORLD_SIZE``, SLURM job arrays). The caller checks
+collisions on the whole plan first.
 """
 
 from __future__ import annotations
@@ -151,3 +156,46 @@ def shard_of(rel: Path, count: int) -> int:
     Python process (no salted ``hash``), so shards are disjoint and together cover the input."""
     digest = hashlib.sha1(rel.as_posix().encode("utf-8", "surrogateescape")).digest()
     return int.from_bytes(digest[:8], "big") % count
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)`` with ``0 <= K < N`` (0-based); ValueError with a one-line message otherwise."""
+    k_text, sep, n_text = text.strip().partition("/")
+    try:
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        k, n = -1, 0
+    if not sep or n < 1 or not 0 <= k < n:
+        raise ValueError(f"--shard takes K/N with 0 <= K < N (0-based: 0/4 .. 3/4), not {text!r}")
+    return k, n
+
+
+def shard_from_env(env: dict[str, str] | os._Environ[str]) -> tuple[int, int, str] | None:
+    """The shard a launcher assigned through the environment, as ``(K, N, where)``, or None: ``RANK`` /
+    ``WORLD_SIZE`` (torchrun, Kubernetes jobs that set them), else a SLURM job array (``SLURM_ARRAY_TASK_ID``
+    minus ``SLURM_ARRAY_TASK_MIN``, divided by ``SLURM_ARRAY_TASK_STEP``, of ``SLURM_ARRAY_TASK_COUNT``: any
+    ``--array=A-B[:S]``). ValueError (one line) when the variables are set but do not name a shard."""
+    rank, world = env.get("RANK"), env.get("WORLD_SIZE")
+    if rank is not None and world is not None:
+        try:
+            k, n = parse_shard(f"{rank}/{world}")
+        except ValueError:
+            raise ValueError(f"RANK={rank} WORLD_SIZE={world} do not name a shard (0 <= RANK < WORLD_SIZE); "
+                             f"pass --shard K/N") from None
+        return k, n, "RANK/WORLD_SIZE"
+    task, count = env.get("SLURM_ARRAY_TASK_ID"), env.get("SLURM_ARRAY_TASK_COUNT")
+    if task is None or count is None:
+        return None
+    try:
+        first, step = int(env.get("SLURM_ARRAY_TASK_MIN", "0")), int(env.get("SLURM_ARRAY_TASK_STEP", "1") or 1)
+        offset, n = int(task) - first, int(count)
+        k = offset // step if step > 0 and offset % step == 0 else -1
+        return (*parse_shard(f"{k}/{n}"), "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT")
+    except ValueError:
+        raise ValueError(f"SLURM_ARRAY_TASK_ID={task} (of {count}) is not a contiguous array index (--array=A-B[:S]); "
+                         f"pass --shard K/N") from None
+
+
+def select_shard(jobs: Sequence[Job], k: int, n: int) -> list[Job]:
+    """The jobs of shard ``k`` of ``n`` (by :func:`shard_of` of each job's relative path), in order."""
+    return [j for j in jobs if shard_of(j.rel, n) == k]

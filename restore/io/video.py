@@ -6,9 +6,12 @@ Video decode / encode / remux with PyAV (FFmpeg inside the wheel; the ``video`` 
 these functions only, never when ``restore`` or this module is imported.
 
 Reading (:func:`probe_video`, :func:`read_video`): the first video stream is decoded to HxWx3 uint8 RGB with
-FFmpeg's swscale, using the matrix and range the stream declares (BT.601 when it declares none), or, with
-``pixels="yuv420p"``, kept as its 8-bit 4:2:0 planes (:class:`YuvFrame`, no colour conversion); every
+FFmpeg's swscale, using the matrix and range the stream declares (BT.601 when it declares none), or to HxWx3
+uint16 RGB (``pixels="rgb48"``: 16-bit samples, for sources of more than 8 bits), or, with ``pixels="yuv420p"``
+/ ``"yuv420p10le"``, kept as its 4:2:0 planes (:class:`YuvFrame`, 8 or 10 bits, no colour conversion); every
 audio, subtitle and data stream is demuxed and handed on as packets, untouched, to be copied into the output.
+:func:`probe_video` also reports the bit depth and the HDR static metadata (mastering display, content light
+level: :mod:`restore.io.hdr`) of the first frame.
 Frames keep their own timestamps (variable frame rate survives); a frame whose size differs from the first
 one (a mid-stream resolution change) is scaled to the first frame's size. Frame side data that describes
 the picture (the display matrix, i.e. rotation/flip metadata) is reported in :class:`VideoInfo`.
@@ -18,7 +21,12 @@ libvpx-vp9 for ``.webm``) with the source's time base and timestamps, frame-rate
 colour range / matrix / primaries / transfer tags and display matrix, plus a stream-copy of every audio,
 subtitle and data stream of the source (the packets' bytes are written as read). The output pixel format
 is yuv420p (yuv444p when the source is 4:4:4 and the codec allows it; the codec's own format when it has
-no yuv420p, e.g. ``png``). :meth:`VideoWriter.write` also takes a :class:`YuvFrame`, whose planes go to the
+no yuv420p, e.g. ``png``). Sources of more than 8 bits keep their depth (:func:`default_video_codec`: the
+source codec's own encoder when it has a 10-bit profile, e.g. libx264 High 10 for H.264, libx265 Main 10 for
+HEVC, libvpx-vp9 profile 2 for VP9; libx265 otherwise; the pixel format is the source's when the encoder
+takes it, else yuv420p10le / yuv444p10le), and their HDR10 metadata (mastering display, content light level)
+is written by libx265 (``x265-params``; other encoders cannot be given it through PyAV: a note says so).
+:meth:`VideoWriter.write` takes uint8 or uint16 RGB, or a :class:`YuvFrame`, whose planes go to the
 encoder as they are (no RGB round trip). 4:2:0 / 4:2:2 need even dimensions: an odd output width or height
 is cropped by one pixel (the last column / row), which :attr:`VideoWriter.cropped` reports. The file is
 written under a hidden temporary name in the destination folder (:func:`video_temp_path`) and renamed to its
@@ -27,12 +35,14 @@ at the final name.
 
 Y-plane path (Y-channel models such as ESPCN, whose colour space is OpenCV's full-range YCrCb: only Y goes
 through the network): :func:`yuv_luma_for_model` maps a frame's Y plane to the model's full-range Y in
-[0, 1] (limited range: ``(Y - 16) / 219``, clipped; full range: ``Y / 255``) and :func:`yuv_from_luma`
-maps the restored Y back to the frame's range (clipped to [0, 1] first, then ``16 + 219 y`` or ``255 y``,
-rounded) and upscales U and V bilinearly (OpenCV, as the RGB path does with Cr/Cb), into one contiguous
-yuv420p buffer that the encoder takes without a copy. The colour range and tags stay the source's. The
-network sees the stream's own luma (its matrix, e.g. BT.709), where the RGB path recomputes a BT.601 luma
-from RGB: for BT.601 sources the two agree up to rounding; for others the luma weights differ slightly.
+[0, 1] (limited range: ``(Y - 16) / 219``, clipped; full range: ``Y / 255``; at 10 bits ``(Y - 64) / 876``
+and ``Y / 1023``) and :func:`yuv_from_luma` maps the restored Y back to the frame's range (clipped to
+[0, 1] first, then ``16 + 219 y`` or ``255 y`` (10 bits: ``64 + 876 y``, ``1023 y``), rounded) and upscales U
+and V bilinearly (OpenCV, as the RGB path does with Cr/Cb), into one contiguous yuv420p (yuv420p10le) buffer
+that the encoder takes without a copy (8 bits; PyAV copies 10-bit planes once). The colour range and tags stay
+the source's. The network sees the stream's own luma (its matrix, e.g. BT.709), where the RGB path recomputes a
+BT.601 luma from RGB: for BT.601 sources the two agree up to rounding; for others the luma weights differ
+slightly.
 
 Every failure to open, decode or write is a :class:`VideoError` whose message starts with the file name.
 """
@@ -52,6 +62,7 @@ import numpy as np
 
 from restore.errors import VideoError
 from restore.io import files
+from restore.io.hdr import HdrMetadata, hdr_from_side_data
 
 video_temp_path = files.temp_path  # a hidden temporary name beside the output (same suffix: same container)
 publish_video = files.publish  # fsync'ed atomic rename of the finished temporary file
@@ -72,6 +83,15 @@ _SKIP_TAGS = ("major_brand", "minor_version", "compatible_brands", "encoder", "h
 _SWS_MATRIX = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "SMPTE170M", 7: "SMPTE240M", 9: "BT2020", 10: "BT2020"}
 YUV420_FORMATS = ("yuv420p", "yuvj420p")
 """Source pixel formats :func:`read_video` can hand on as planes (``pixels="yuv420p"``) without conversion."""
+YUV420_10_FORMATS = ("yuv420p10le",)
+"""10-bit source pixel formats :func:`read_video` hands on as planes (``pixels="yuv420p10le"``)."""
+PIXELS = ("rgb24", "rgb48", "yuv420p", "yuv420p10le")
+"""What :func:`read_video` can decode frames to (see its docstring)."""
+# the encoder of a codec's own family, for sources of more than 8 bits (when it is built with high bit depth)
+_HIGH_DEPTH_ENCODER = {"h264": "libx264", "hevc": "libx265", "vp9": "libvpx-vp9", "av1": "libsvtav1"}
+HIGH_DEPTH_CODEC = "libx265"
+"""Encoder for sources of more than 8 bits whose own codec has no 10-bit encoder here (x265 Main 10)."""
+_WEBM_ENCODERS = ("libvpx", "libvpx-vp9", "libsvtav1", "libaom-av1")
 _MAX_DECODE_ERRORS = 50
 
 
@@ -84,7 +104,8 @@ class VideoInfo:
     :meth:`estimated_frames`); ``duration`` seconds (None: unknown). Colour fields are FFmpeg's enum values
     (``color_range`` 1 = limited/MPEG, 2 = full/JPEG, 0 = unspecified). ``display_matrix`` is the 3x3
     rotation/flip matrix (9 int32, FFmpeg's layout) or None; ``rotation`` its counter-clockwise angle.
-    ``streams`` describes the other streams (those a :class:`VideoWriter` copies).
+    ``streams`` describes the other streams (those a :class:`VideoWriter` copies). ``bit_depth``: bits per
+    sample of the decoded format (8, 10, 12, ...); ``hdr``: the HDR10 static metadata of the first frame.
     """
 
     source: str
@@ -106,6 +127,8 @@ class VideoInfo:
     rotation: int = 0
     streams: tuple[str, ...] = ()
     live: bool = False
+    bit_depth: int = 8
+    hdr: HdrMetadata | None = None
 
     @property
     def fps(self) -> float:
@@ -121,22 +144,33 @@ class VideoInfo:
 
 
 class YuvFrame:
-    """An 8-bit 4:2:0 picture as its three planes in one contiguous yuv420p buffer (``data``: (3H/2)xW uint8,
-    Y then U then V, as FFmpeg lays out yuv420p with no padding); ``y`` HxW, ``u`` / ``v`` (H/2)x(W/2) are
-    views of it. ``full_range``: JPEG range (0-255); else limited / MPEG range (Y 16-235, U/V 16-240).
-    Width and height must be even."""
+    """A 4:2:0 picture as its three planes in one contiguous buffer (``data``: (3H/2)xW, Y then U then V, as
+    FFmpeg lays out yuv420p / yuv420p10le with no padding): uint8 at ``depth`` 8, uint16 (10 significant bits,
+    little-endian as the machine) at ``depth`` 10; ``y`` HxW, ``u`` / ``v`` (H/2)x(W/2) are views of it.
+    ``full_range``: JPEG range (0-255 / 0-1023); else limited / MPEG range (Y 16-235, U/V 16-240, times 4 at
+    10 bits). Width and height must be even."""
 
-    __slots__ = ("data", "full_range", "height", "width")
+    __slots__ = ("data", "depth", "full_range", "height", "width")
 
-    def __init__(self, width: int, height: int, *, full_range: bool, data: np.ndarray | None = None) -> None:
+    def __init__(self, width: int, height: int, *, full_range: bool, data: np.ndarray | None = None,
+                 depth: int = 8) -> None:
         if width % 2 or height % 2 or width < 2 or height < 2:
             raise ValueError(f"yuv420p needs even sizes of at least 2, got {width}x{height}")
-        self.width, self.height, self.full_range = width, height, full_range
+        if depth not in (8, 10):
+            raise ValueError(f"YuvFrame holds 8- or 10-bit planes, not {depth}-bit")
+        dtype = np.uint8 if depth == 8 else np.uint16
+        self.width, self.height, self.full_range, self.depth = width, height, full_range, depth
         if data is None:
-            data = np.empty((height * 3 // 2, width), np.uint8)
-        elif data.shape != (height * 3 // 2, width) or data.dtype != np.uint8 or not data.flags.c_contiguous:
-            raise ValueError(f"yuv420p buffer must be a C-contiguous uint8 {(height * 3 // 2, width)} array")
+            data = np.empty((height * 3 // 2, width), dtype)
+        elif data.shape != (height * 3 // 2, width) or data.dtype != dtype or not data.flags.c_contiguous:
+            raise ValueError(f"{self.pix_fmt} buffer must be a C-contiguous {np.dtype(dtype).name} "
+                             f"{(height * 3 // 2, width)} array")
         self.data = data
+
+    @property
+    def pix_fmt(self) -> str:
+        """FFmpeg's name of the buffer's layout."""
+        return "yuv420p" if self.depth == 8 else "yuv420p10le"
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -161,68 +195,107 @@ class YuvFrame:
         return self._chroma(1)
 
 
+def pix_fmt_depth(pix_fmt: str) -> int:
+    """Bits per sample of an FFmpeg pixel format (8 for yuv420p, 10 for yuv420p10le / p010le, 32 for float
+    formats); 8 when PyAV does not know the name."""
+    try:
+        import av
+
+        return max(c.bits for c in av.VideoFormat(pix_fmt).components)
+    except (ImportError, ValueError, TypeError):
+        return 8
+
+
 def yuv420_supported(pix_fmt: str, width: int, height: int) -> bool:
-    """Whether frames of this format and size can take the Y-plane path (8-bit planar 4:2:0, even sizes)."""
-    return pix_fmt in YUV420_FORMATS and width % 2 == 0 and height % 2 == 0 and width >= 2 and height >= 2
+    """Whether frames of this format and size can take the Y-plane path (planar 4:2:0 of 8 or 10 bits, even
+    sizes)."""
+    return (pix_fmt in YUV420_FORMATS + YUV420_10_FORMATS and width % 2 == 0 and height % 2 == 0 and width >= 2
+            and height >= 2)
 
 
-def _luma_lut(full_range: bool) -> np.ndarray:
-    v = np.arange(256, dtype=np.float32)
+def yuv_pixels(pix_fmt: str) -> str:
+    """The ``pixels`` of :func:`read_video` that keeps a source of ``pix_fmt`` as its 4:2:0 planes."""
+    return "yuv420p10le" if pix_fmt in YUV420_10_FORMATS else "yuv420p"
+
+
+def read_video_pixels(info: VideoInfo, planes: bool, depth: int) -> str:
+    """The ``pixels`` of :func:`read_video` for a pipeline of ``depth`` bits on the source ``info``: its 4:2:0
+    planes (``planes``: the Y-plane path) or RGB, 16-bit (``"rgb48"``) above 8 bits."""
+    if planes:
+        return yuv_pixels(info.pix_fmt)
+    return "rgb48" if depth > 8 else "rgb24"
+
+
+def _luma_lut(full_range: bool, depth: int = 8) -> np.ndarray:
+    top = (1 << depth) - 1
+    v = np.arange(top + 1, dtype=np.float32)
     if full_range:  # as rgb_to_ycrcb_full: uint8 times float32(1/255)
-        return v * np.float32(1.0 / 255.0)
-    return np.clip((v - np.float32(16.0)) / np.float32(219.0), 0.0, 1.0).astype(np.float32)
+        return v * np.float32(1.0 / top)
+    lo, span = (16 << (depth - 8)), (219 << (depth - 8))
+    return np.clip((v - np.float32(lo)) / np.float32(span), 0.0, 1.0).astype(np.float32)
 
 
-_LUMA_LUT = {True: _luma_lut(True), False: _luma_lut(False)}
+_LUMA_LUT = {(r, d): _luma_lut(r, d) for r in (True, False) for d in (8, 10)}
 
 
 def yuv_luma_for_model(frame: YuvFrame) -> np.ndarray:
     """The Y plane as a Y-channel model's input: HxW float32 full-range Y in [0, 1] (limited range is
-    expanded from 16-235 and clipped, like the RGB path's clipped RGB)."""
-    return cv2.LUT(frame.y, _LUMA_LUT[frame.full_range])
+    expanded from 16-235 (64-940 at 10 bits) and clipped, like the RGB path's clipped RGB)."""
+    lut = _LUMA_LUT[frame.full_range, frame.depth]
+    if frame.depth == 8:
+        return cv2.LUT(frame.y, lut)
+    return np.take(lut, frame.y, mode="clip")  # 10 significant bits; anything above 1023 counts as 1023
 
 
 def yuv_from_luma(y: np.ndarray, frame: YuvFrame, scale: int) -> YuvFrame:
     """The upscaled picture: restored full-range Y (``scale`` x the frame's size, float in [0, 1], HxW or
-    HxWx1) mapped back to ``frame``'s range, and ``frame``'s U / V upscaled bilinearly (OpenCV, half-pixel
-    centres, uint8 rounding) — one contiguous yuv420p buffer, same range as ``frame``."""
+    HxWx1) mapped back to ``frame``'s range and depth, and ``frame``'s U / V upscaled bilinearly (OpenCV,
+    half-pixel centres, integer rounding) — one contiguous buffer, same range and depth as ``frame``."""
     h, w = frame.height * scale, frame.width * scale
     y = y.reshape(y.shape[:2])
     if y.shape != (h, w):
         raise ValueError(f"restored Y is {y.shape[1]}x{y.shape[0]}, expected {w}x{h}")
-    out = YuvFrame(w, h, full_range=frame.full_range)
+    out = YuvFrame(w, h, full_range=frame.full_range, depth=frame.depth)
     yc = np.clip(y, 0.0, 1.0, dtype=np.float32)
-    # x255 (full) or x219 + 16 (limited), round half to even, saturate: one OpenCV pass into the buffer
-    if frame.full_range:
-        cv2.convertScaleAbs(yc, dst=out.y, alpha=255.0)
+    if frame.depth == 8:
+        # x255 (full) or x219 + 16 (limited), round half to even, saturate: one OpenCV pass into the buffer
+        if frame.full_range:
+            cv2.convertScaleAbs(yc, dst=out.y, alpha=255.0)
+        else:
+            cv2.convertScaleAbs(yc, dst=out.y, alpha=219.0, beta=16.0)
     else:
-        cv2.convertScaleAbs(yc, dst=out.y, alpha=219.0, beta=16.0)
+        alpha, beta = (1023.0, 0.0) if frame.full_range else (876.0, 64.0)
+        np.rint(yc * np.float32(alpha) + np.float32(beta), out=yc)
+        out.y[...] = yc
     for src, dst in ((frame.u, out.u), (frame.v, out.v)):
         cv2.resize(src, (w // 2, h // 2), dst=dst, interpolation=cv2.INTER_LINEAR)
     return out
 
 
-def _frame_to_yuv(frame: object, width: int, height: int, full_range: bool) -> YuvFrame:
-    """A decoded av.VideoFrame as a :class:`YuvFrame` of ``width`` x ``height`` in the given range (frames of
-    another size or format, e.g. after a mid-stream change, are converted by swscale first)."""
+def _frame_to_yuv(frame: object, width: int, height: int, full_range: bool, depth: int = 8) -> YuvFrame:
+    """A decoded av.VideoFrame as a :class:`YuvFrame` of ``width`` x ``height`` in the given range and depth
+    (frames of another size or format, e.g. after a mid-stream change, are converted by swscale first)."""
     fmt = frame.format.name  # type: ignore[attr-defined]
+    want = "yuv420p" if depth == 8 else "yuv420p10le"
+    ok = YUV420_FORMATS if depth == 8 else YUV420_10_FORMATS
     src_full = frame.color_range == 2 or fmt == "yuvj420p"  # type: ignore[attr-defined]
-    if fmt not in YUV420_FORMATS or (frame.width, frame.height) != (width, height) or src_full != full_range:  # type: ignore[attr-defined]
-        frame = frame.reformat(width=width, height=height, format="yuv420p",  # type: ignore[attr-defined]
+    if fmt not in ok or (frame.width, frame.height) != (width, height) or src_full != full_range:  # type: ignore[attr-defined]
+        frame = frame.reformat(width=width, height=height, format=want,  # type: ignore[attr-defined]
                                src_color_range=2 if src_full else 1, dst_color_range=2 if full_range else 1)
-    out = YuvFrame(width, height, full_range=full_range)
+    out = YuvFrame(width, height, full_range=full_range, depth=depth)
+    item = out.data.itemsize
     for plane, dst in zip(frame.planes, (out.y, out.u, out.v), strict=True):  # type: ignore[attr-defined]
         rows, cols = dst.shape
-        src = np.frombuffer(plane, np.uint8)
-        dst[...] = np.lib.stride_tricks.as_strided(src, (rows, cols), (abs(plane.line_size), 1))
+        src = np.frombuffer(plane, out.data.dtype)
+        dst[...] = np.lib.stride_tricks.as_strided(src, (rows, cols), (abs(plane.line_size), item))
     return out
 
 
 @dataclass
 class DecodedFrame:
-    """One decoded video frame: ``image`` HxWx3 uint8 RGB, or a :class:`YuvFrame` when :func:`read_video` was
-    asked for planes; ``pts`` / ``duration`` in the stream's time base (already shifted when a clip was asked
-    for); ``index`` counts decoded frames from 0."""
+    """One decoded video frame: ``image`` HxWx3 uint8 (uint16 for ``pixels="rgb48"``) RGB, or a
+    :class:`YuvFrame` when :func:`read_video` was asked for planes; ``pts`` / ``duration`` in the stream's
+    time base (already shifted when a clip was asked for); ``index`` counts decoded frames from 0."""
 
     index: int
     image: np.ndarray | YuvFrame
@@ -325,6 +398,21 @@ def _display_matrix(frame: object) -> tuple[int, ...] | None:
     return struct.unpack("<9i", raw[:36]) if len(raw) >= 36 else None
 
 
+def frame_hdr(frame: object) -> HdrMetadata | None:
+    """The HDR10 static metadata attached to a decoded frame (side data), or None."""
+    av = _av()
+    kinds = av.sidedata.sidedata.Type
+    raw: dict[object, bytes] = {}
+    for kind in (kinds.MASTERING_DISPLAY_METADATA, kinds.CONTENT_LIGHT_LEVEL):
+        try:
+            sd = frame.side_data.get(kind)  # type: ignore[attr-defined]
+        except (AttributeError, KeyError, ValueError):
+            sd = None
+        if sd is not None:
+            raw[kind] = bytes(sd)
+    return hdr_from_side_data(raw.get(kinds.MASTERING_DISPLAY_METADATA), raw.get(kinds.CONTENT_LIGHT_LEVEL))
+
+
 def probe_video(source: str | Path) -> VideoInfo:
     """Open ``source``, decode its first video frame and describe the stream (see :class:`VideoInfo`)."""
     s = str(source)
@@ -350,13 +438,15 @@ def probe_video(source: str | Path) -> VideoInfo:
             sample_aspect_ratio=vs.sample_aspect_ratio, display_matrix=matrix,
             rotation=int(frame.rotation) if matrix is not None else 0,
             streams=tuple(_describe_stream(st) for st in c.streams if st.index != vs.index),
-            live=is_live_source(s))
+            live=is_live_source(s), bit_depth=pix_fmt_depth(frame.format.name), hdr=frame_hdr(frame))
 
 
-def _decode_video(container: object, vs: object, source: str, stats: ReadStats, copy: list[object]) -> Iterator[object]:
+def _decode_video(container: object, vs: object, source: str, stats: ReadStats, copy: list[object],
+                  until_dts: int | None = None) -> Iterator[object]:
     """Demux ``vs`` and the ``copy`` streams: decoded frames of ``vs`` (av.VideoFrame) and ``CopiedPacket``s,
     in file order. Packets the decoder rejects are skipped and counted; a demuxer error ends the stream
-    (recorded in ``stats.truncated``)."""
+    (recorded in ``stats.truncated``). ``until_dts``: stop demuxing at the first keyframe packet of ``vs``
+    whose dts is at least this (the decoder is flushed: the frames before it in display order come out)."""
     av = _av()
     copy_index = {st.index for st in copy}  # type: ignore[attr-defined]
     demux = container.demux([vs, *copy])  # type: ignore[attr-defined]
@@ -369,6 +459,9 @@ def _decode_video(container: object, vs: object, source: str, stats: ReadStats, 
             stats.truncated = f"stopped at a damaged part of the file: {_ffmpeg_reason(e)}"
             break
         idx = packet.stream.index
+        if until_dts is not None and idx == vs.index and packet.is_keyframe and packet.dts is not None \
+                and packet.dts >= until_dts:  # type: ignore[attr-defined]
+            break
         if idx in copy_index:
             if packet.size:  # skip the empty flush packets demux() adds at the end
                 yield CopiedPacket(idx, packet)
@@ -412,9 +505,11 @@ def read_video(source: str | Path, *, start: int = 0, stop: int | None = None, c
     ``source`` as :class:`DecodedFrame` (uint8 RGB, frame size of the first frame), interleaved in file order
     with :class:`CopiedPacket`s of every audio / subtitle / data stream (``copy_streams``).
 
-    ``pixels="yuv420p"``: frames come as :class:`YuvFrame` planes, untouched when the stream is 8-bit 4:2:0
-    (:data:`YUV420_FORMATS`) with even sizes (check with :func:`yuv420_supported`), in the colour range of
-    the first frame (frames in another format, size or range are converted to it by swscale).
+    ``pixels="rgb48"``: HxWx3 uint16 RGB (16-bit samples: no 8-bit rounding of 10-bit sources).
+    ``pixels="yuv420p"`` / ``"yuv420p10le"``: frames come as :class:`YuvFrame` planes, untouched when the stream
+    is 4:2:0 of that depth (:data:`YUV420_FORMATS`, :data:`YUV420_10_FORMATS`) with even sizes (check with
+    :func:`yuv420_supported`), in the colour range of the first frame (frames in another format, size or
+    range are converted to it by swscale).
 
     Clips (``start > 0`` or ``stop``): frames before ``start`` are decoded and dropped (frame-exact); copied
     packets are kept when they start inside [time of frame ``start``, end of frame ``stop - 1``) (whole
@@ -424,8 +519,8 @@ def read_video(source: str | Path, *, start: int = 0, stop: int | None = None, c
     """
     if start < 0 or (stop is not None and stop <= start):
         raise ValueError(f"frame range {start}:{stop} is empty or negative")
-    if pixels not in ("rgb24", "yuv420p"):
-        raise ValueError(f"pixels must be 'rgb24' or 'yuv420p', got {pixels!r}")
+    if pixels not in PIXELS:
+        raise ValueError(f"pixels must be one of {', '.join(PIXELS)}; got {pixels!r}")
     s = str(source)
     stats = stats if stats is not None else ReadStats()
     clip = start > 0 or stop is not None or rebase
@@ -488,14 +583,9 @@ def read_video(source: str | Path, *, start: int = 0, stop: int | None = None, c
             if size is None:
                 size = (item.width, item.height)
                 full_range = item.color_range == 2 or item.format.name == "yuvj420p"
-                if pixels == "yuv420p" and (item.width % 2 or item.height % 2):
-                    raise VideoError(f"{s}: yuv420p planes need even sizes, the video is {item.width}x{item.height}")
-            w, h = size
-            image: np.ndarray | YuvFrame
-            if pixels == "yuv420p":
-                image = _frame_to_yuv(item, w, h, full_range)
-            else:
-                image = item.to_ndarray(format="rgb24", width=w, height=h)
+                if pixels.startswith("yuv") and (item.width % 2 or item.height % 2):
+                    raise VideoError(f"{s}: {pixels} planes need even sizes, the video is {item.width}x{item.height}")
+            image = frame_image(item, pixels, size, full_range)
             dur = int(item.duration) if item.duration else None
             yield DecodedFrame(index=index - start, image=image, pts=pts - round(shift / tb), duration=dur)
             if not clip:
@@ -523,6 +613,18 @@ def read_video(source: str | Path, *, start: int = 0, stop: int | None = None, c
                 yield q
 
 
+def frame_image(frame: object, pixels: str, size: tuple[int, int], full_range: bool) -> np.ndarray | YuvFrame:
+    """A decoded av.VideoFrame as ``pixels`` (one of :data:`PIXELS`) at ``size`` (width, height): RGB through
+    swscale with the frame's declared matrix and range, or planes (:class:`YuvFrame`) in range ``full_range``."""
+    w, h = size
+    if pixels == "yuv420p":
+        return _frame_to_yuv(frame, w, h, full_range)
+    if pixels == "yuv420p10le":
+        return _frame_to_yuv(frame, w, h, full_range, depth=10)
+    fmt = "rgb48le" if pixels == "rgb48" else "rgb24"
+    return frame.to_ndarray(format=fmt, width=w, height=h)  # type: ignore[attr-defined]
+
+
 def _tags(metadata: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in metadata.items() if k.lower() not in _SKIP_TAGS}
 
@@ -536,15 +638,83 @@ def _chroma_subsampling(pix_fmt: str) -> tuple[int, int]:
     return 1, 1
 
 
-def _choose_pix_fmt(codec: object, source_pix_fmt: str) -> str:
+def _choose_pix_fmt(codec: object, source_pix_fmt: str, depth: int = 8) -> str:
+    """The encoder's pixel format for a source of ``source_pix_fmt`` written at ``depth`` bits: 4:4:4 stays
+    4:4:4, everything else becomes 4:2:0; above 8 bits the source's own format when the encoder takes it (and
+    it is 4:2:0 or 4:4:4 YUV), else the 10-bit one; 8 bits when the encoder has no format of that depth."""
     formats = [f.name for f in (codec.video_formats or [])]  # type: ignore[attr-defined]
     if not formats:
-        return "yuv420p"
+        return "yuv420p" if depth <= 8 else "yuv420p10le"
+    if depth > 8:
+        if source_pix_fmt in formats and source_pix_fmt.startswith(("yuv420p", "yuv444p")) and \
+                pix_fmt_depth(source_pix_fmt) > 8:
+            return source_pix_fmt
+        for f in (("yuv444p10le",) if "444" in source_pix_fmt else ()) + ("yuv420p10le",):
+            if f in formats:
+                return f
     if "444" in source_pix_fmt and "yuv444p" in formats:
         return "yuv444p"
     if "yuv420p" in formats:
         return "yuv420p"
     return next((f for f in formats if f in ("rgb24", "yuv444p", "bgr0", "gbrp")), formats[0])
+
+
+def _has_high_depth(name: str) -> bool:
+    """Whether the encoder ``name`` exists here and takes a YUV format of more than 8 bits."""
+    av = _av()
+    if name not in av.codecs_available:
+        return False
+    try:
+        formats = av.Codec(name, "w").video_formats or []
+    except (av.codec.codec.UnknownCodecError, ValueError):
+        return False
+    return any(f.name.startswith("yuv") and pix_fmt_depth(f.name) > 8 for f in formats)
+
+
+def default_video_codec(suffix: str, info: VideoInfo | None = None, depth: int | None = None) -> str:
+    """The encoder :class:`VideoWriter` uses when none is asked for: libx264 (libvpx-vp9 for ``.webm``); for
+    output of more than 8 bits (``depth``, default the source's) the source codec's own encoder when it is
+    built with 10-bit support (libx264 High 10, libx265 Main 10, libvpx-vp9 profile 2, libsvtav1), else
+    libx265 (.webm: libvpx-vp9), else the 8-bit default."""
+    base = _CODEC_FOR_SUFFIX.get(suffix.lower(), DEFAULT_VIDEO_CODEC)
+    depth = depth if depth is not None else (info.bit_depth if info is not None else 8)
+    if depth <= 8:
+        return base
+    webm = suffix.lower() == ".webm"
+    for name in (_HIGH_DEPTH_ENCODER.get(info.codec) if info is not None else None, base if webm else HIGH_DEPTH_CODEC):
+        if name and (not webm or name in _WEBM_ENCODERS) and _has_high_depth(name):
+            return name
+    return base
+
+
+def add_copied_streams(container: object, video: object, source: str | Path, *, label: str,
+                       notes: list[str]) -> dict[int, object]:
+    """Give the output ``container`` the container tags of ``source``, its first video stream's tags (onto the
+    output's ``video`` stream) and one stream per audio / subtitle / data stream to be stream-copied; returns
+    {source stream index: output stream}. Streams of other types are skipped with a note in ``notes``."""
+    suffix = Path(str(container.name)).suffix.lower()  # type: ignore[attr-defined]
+    out_map: dict[int, object] = {}
+    with _open_input(source) as c:
+        vidx = c.streams.video[0].index if c.streams.video else -1  # type: ignore[attr-defined]
+        container.metadata.update(_tags(c.metadata))  # type: ignore[attr-defined]
+        for st in c.streams:  # type: ignore[attr-defined]
+            if st.index == vidx:
+                video.metadata.update(_tags(st.metadata))  # type: ignore[attr-defined]
+            if st.index == vidx or st.type not in _COPY_TYPES:
+                if st.index != vidx:
+                    notes.append(f"stream {_describe_stream(st)} not copied (type {st.type})")
+                continue
+            try:
+                out = container.add_stream_from_template(st)  # type: ignore[attr-defined]
+            except (ValueError, NotImplementedError) as e:
+                raise VideoError(
+                    f"{label}: stream {_describe_stream(st)} of {source} cannot be copied into a {suffix} "
+                    f"file without re-encoding ({_ffmpeg_reason(e)}); use the source's container "
+                    f"({Path(str(source)).suffix or 'same format'})") from None
+            out.metadata.update(_tags(st.metadata))
+            out.disposition = st.disposition
+            out_map[st.index] = out
+    return out_map
 
 
 class VideoWriter:
@@ -555,12 +725,15 @@ class VideoWriter:
     source file whose audio / subtitle / data streams are copied (None: video only); ``label`` the name used
     in error messages (default ``path``; e.g. the final name when ``path`` is a temporary file); ``threads``
     the encoder's thread count (None: FFmpeg's choice, for x264 1.5x the cores plus lookahead threads).
+    ``bit_depth``: bits per sample wanted (None: the source's, ``info.bit_depth``; 8 forces an 8-bit output);
+    :attr:`bit_depth` is what the encoder writes (8 when it has no deeper format: a note says so). The source's
+    HDR10 metadata (``info.hdr``) is written when the encoder is libx265; libx265 also logs errors only.
     """
 
     def __init__(self, path: str | Path, *, info: VideoInfo, width: int, height: int, codec: str | None = None,
                  crf: int | None = DEFAULT_CRF, preset: str | None = DEFAULT_PRESET,
                  copy_from: str | Path | None = None, label: str | Path | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, bit_depth: int | None = None) -> None:
         av = _av()
         self.path = Path(path)
         self._threads = threads
@@ -571,14 +744,19 @@ class VideoWriter:
         if suffix not in VIDEO_SUFFIXES:
             raise VideoError(f"{path}: unsupported output container {suffix or '(no suffix)'!r}; use one of "
                              f"{', '.join(VIDEO_SUFFIXES)}")
-        name = codec or _CODEC_FOR_SUFFIX.get(suffix, DEFAULT_VIDEO_CODEC)
+        want_depth = info.bit_depth if bit_depth is None else bit_depth
+        name = codec or default_video_codec(suffix, info, want_depth)
         try:
             codec_obj = av.Codec(name, "w")
         except (av.codec.codec.UnknownCodecError, ValueError):
             raise VideoError(f"{path}: unknown or unavailable video encoder {name!r}") from None
         if codec_obj.type != "video":
             raise VideoError(f"{path}: {name!r} is not a video encoder")
-        self.pix_fmt = _choose_pix_fmt(codec_obj, info.pix_fmt)
+        self.pix_fmt = _choose_pix_fmt(codec_obj, info.pix_fmt, want_depth)
+        self.bit_depth = pix_fmt_depth(self.pix_fmt)
+        if info.bit_depth > 8 and self.bit_depth < min(want_depth, info.bit_depth):
+            self.notes.append(f"the {name} encoder writes no {want_depth}-bit format: the {info.bit_depth}-bit source "
+                              f"is written as {self.pix_fmt} ({self.bit_depth} bits)")
         sx, sy = _chroma_subsampling(self.pix_fmt)
         self.width, self.height = width - width % sx, height - height % sy
         self.cropped = (self.width, self.height) != (width, height)
@@ -594,6 +772,17 @@ class VideoWriter:
             self.notes.append(f"--crf is ignored by the {name} encoder")
         if preset and name in _PRESET_CODECS:
             options["preset"] = preset
+        if name == "libx265":
+            # log-level: x265 prints its banner and settings to stderr otherwise; info=0: no SEI naming the encoder's
+            # settings (it includes the thread count, which would make segments encoded on different machines
+            # differ in their stream headers, see restore.io.video_segments)
+            x265 = ["log-level=error", "info=0"]
+            if info.hdr:
+                x265 += info.hdr.x265_params()
+            options["x265-params"] = ":".join(x265)
+        elif info.hdr:
+            self.notes.append(f"HDR metadata of the source ({info.hdr.describe()}) not written: only libx265 "
+                              f"writes it here (--codec libx265); colour tags are kept")
         self.time_base = info.time_base
         self._range = info.color_range if info.color_range in (1, 2) else 0
         self._matrix = _SWS_MATRIX.get(info.colorspace, "ITU601")
@@ -640,45 +829,30 @@ class VideoWriter:
         self.stream = vs
 
     def _add_copies(self, source: str | Path, suffix: str) -> None:
-        with _open_input(source) as c:
-            vidx = c.streams.video[0].index if c.streams.video else -1  # type: ignore[attr-defined]
-            self.container.metadata.update(_tags(c.metadata))  # type: ignore[attr-defined]
-            for st in c.streams:  # type: ignore[attr-defined]
-                if st.index == vidx:
-                    self.stream.metadata.update(_tags(st.metadata))
-                if st.index == vidx or st.type not in _COPY_TYPES:
-                    if st.index != vidx:
-                        self.notes.append(f"stream {_describe_stream(st)} not copied (type {st.type})")
-                    continue
-                try:
-                    out = self.container.add_stream_from_template(st)  # type: ignore[attr-defined]
-                except (ValueError, NotImplementedError) as e:
-                    raise VideoError(
-                        f"{self.label}: stream {_describe_stream(st)} of {source} cannot be copied into a {suffix} "
-                        f"file without re-encoding ({_ffmpeg_reason(e)}); use the source's container "
-                        f"({Path(str(source)).suffix or 'same format'})") from None
-                out.metadata.update(_tags(st.metadata))
-                out.disposition = st.disposition
-                self._map[st.index] = out
+        self._map = add_copied_streams(self.container, self.stream, source, label=self.label, notes=self.notes)
 
     def write(self, image: np.ndarray | YuvFrame, pts: int | None = None, duration: int | None = None) -> None:
-        """Encode one HxWx3 uint8 RGB frame (at least ``width`` x ``height``; extra rows/columns are cropped)
-        with timestamp ``pts`` in the source time base (None: frame count). A :class:`YuvFrame` of exactly
-        ``width`` x ``height`` goes to the encoder as it is when the output is yuv420p (zero copy; its range is
-        taken to be the source's), else it is converted by swscale."""
+        """Encode one HxWx3 uint8 or uint16 RGB frame (at least ``width`` x ``height``; extra rows/columns are
+        cropped) with timestamp ``pts`` in the source time base (None: frame count). A :class:`YuvFrame` of
+        exactly ``width`` x ``height`` goes to the encoder as it is when the output has its format (zero copy at
+        8 bits; its range is taken to be the source's), else it is converted by swscale."""
         av = _av()
         if isinstance(image, YuvFrame):
             if image.shape != (self.height, self.width):
-                raise VideoError(f"{self.label}: a {image.width}x{image.height} yuv420p frame for a "
+                raise VideoError(f"{self.label}: a {image.width}x{image.height} {image.pix_fmt} frame for a "
                                  f"{self.width}x{self.height} video")
-            frame = av.VideoFrame.from_numpy_buffer(image.data, format="yuv420p")
-            if self.pix_fmt != "yuv420p":
+            if image.depth == 8:
+                frame = av.VideoFrame.from_numpy_buffer(image.data, format="yuv420p")
+            else:  # PyAV takes 10-bit planes by copy only
+                frame = av.VideoFrame.from_ndarray(image.data, format=image.pix_fmt)
+            if self.pix_fmt != image.pix_fmt:
                 frame.color_range = 2 if image.full_range else 1
                 frame = frame.reformat(format=self.pix_fmt, dst_color_range=self._range or 1)
         else:
             img = image[:self.height, :self.width]
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            if self.pix_fmt != "rgb24":
+            fmt = "rgb48le" if img.dtype == np.uint16 else "rgb24"
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=fmt)
+            if self.pix_fmt != fmt:
                 frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self._matrix, dst_color_range=self._range)
         info = self._info
         frame.color_range, frame.colorspace = info.color_range, info.colorspace
