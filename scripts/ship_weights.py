@@ -116,6 +116,27 @@ SHIPS = [
 ]
 
 
+@dataclass(frozen=True)
+class Composite:
+    """An :class:`restore.archs.dncnn.OpponentDnCNN` shipped as one file: its luminance and chrominance parts are
+    the last checkpoints of two gray training chains (``luma`` / ``chroma``: stages, first to last; a stage whose
+    experiment folder is gone is taken from the manifest's records)."""
+
+    name: str
+    luma: tuple[str, ...]
+    chroma: tuple[str, ...]
+    sigma: str
+    default: bool = False
+    summary: str = ""
+    task: str = "denoise"
+    color: str = "rgb"
+    scale: int = 1
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return self.luma + self.chroma
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -186,6 +207,49 @@ def ship_one(ship: Ship, exp_root: Path, *, partial: bool,
     }
 
 
+def ship_composite(c: Composite, exp_root: Path, *, partial: bool,
+                   recorded: dict[str, dict[str, object]] | None = None) -> dict[str, object] | None:
+    """Export both parts of ``c`` (fused, deploy form) into one float16 ``luma.* / chroma.*`` file."""
+    from restore.archs.dncnn import OpponentDnCNN
+    from restore.engine.cpu_paths import cpu_info
+    from restore.export import export
+    from restore.train.checkpoint import atomic_save
+    from restore.weights import load_model
+
+    recorded = recorded or {}
+    parts: dict[str, list[dict[str, object]]] = {}
+    for part, stages in (("luma", c.luma), ("chroma", c.chroma)):
+        recs = [stage_record(s, exp_root) or (recorded.get(s) if i < len(stages) - 1 else None)
+                for i, s in enumerate(stages)]
+        if any(r is None for r in recs) or (not partial and not all(r["finished"] for r in recs)):
+            return None
+        parts[part] = recs  # type: ignore[assignment]
+    out = WEIGHTS / f"{c.name}.pth"
+    sd: dict[str, torch.Tensor] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for part, recs in parts.items():
+            export(recs[-1]["checkpoint"], Path(tmp) / f"{part}.pth", fuse=True, key=str(recs[-1]["weights"]))
+            sub = torch.load(Path(tmp) / f"{part}.pth", map_location="cpu", weights_only=True)
+            sd.update({f"{part}.{k}": v.half() if v.is_floating_point() else v for k, v in sub.items()})
+    atomic_save(sd, out)
+    model = load_model(out)
+    assert isinstance(model, OpponentDnCNN)
+    meta = model.meta
+    return {
+        "name": c.name, "task": c.task, "scale": c.scale, "sigma": c.sigma, "color": c.color, "default": c.default,
+        "summary": c.summary, "family": meta.family, "variant": meta.variant, "params": meta.params,
+        "file": out.name, "bytes": out.stat().st_size, "sha256": sha256(out), "stored": "float16 (loaded as float32)",
+        "export": f"OpponentDnCNN: luminance {c.luma[-1]}, chrominance {c.chroma[-1]} (both fused, deploy form)",
+        "iterations": sum(int(r["iterations"]) for recs in parts.values() for r in recs),
+        "finished": all(r["finished"] for recs in parts.values() for r in recs),
+        "hardware": f"CPU only: {cpu_info()[0]}, 1 torch thread per queue, two queues sharing 2 cores "
+                    "(scripts/train_release.py)",
+        "stages": [{**{k: v for k, v in r.items() if k != "checkpoint"}, "part": part}
+                   for part, recs in parts.items() for r in recs],
+        "psnr": {},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--partial", action="store_true", help="also ship models whose last stage is still running")
@@ -198,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     for ship in SHIPS:
         if a.only and ship.name not in a.only:
             continue
-        entry = ship_one(ship, a.root, partial=a.partial, recorded=recorded)
+        entry = (ship_composite(ship, a.root, partial=a.partial, recorded=recorded) if isinstance(ship, Composite)
+                 else ship_one(ship, a.root, partial=a.partial, recorded=recorded))
         if entry is None:
             print(f"{ship.name}: not trained yet (or unfinished; --partial ships it anyway)")
             continue

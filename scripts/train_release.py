@@ -185,6 +185,41 @@ def color_cycle(name: str, opt: str, *, iters: int, lr: float, start: list[str],
                  + cosine(iters, lr, warmup=100) + every(val, 200) + start, opt=opt, note=note)
 
 
+SET5_HR = "../shared/data/sr/Set5/HR"
+ROOT3 = 3**0.5
+
+
+def opp_part(part: str, sigma: float | None, start: str, *, iters: int, lr: float, suffix: str = "",
+             sigma_range: tuple[float, float] | None = None, batch: int = 32) -> Stage:
+    """One gray part of an opponent-colour DnCNN (restore.archs.dncnn.OpponentDnCNN), fine-tuned from the shipped
+    gray model ``start`` (deploy form, as shipped in ``SHIPPED_8``) on the ``part`` planes ("luma": mean of R, G,
+    B at the colour sigma / sqrt3; "chroma": a chrominance plane at the colour sigma) of every colour training
+    folder (+ Train400 for the luminance: a gray photo is its own luminance). ``sigma`` is the colour noise level
+    (None with ``sigma_range`` for a blind part)."""
+    plane = (lambda v: v / ROOT3) if part == "luma" else (lambda v: v)
+    tag = f"s{sigma:g}" if sigma is not None else "b"
+    name = f"opp_{part}_{tag}{suffix}"
+    noise = ([f"datasets.train.sigma={plane(sigma):.4f}"] if sigma is not None else
+             ["datasets.train.sigma=~", f"datasets.train.sigma_range=[{plane(sigma_range[0]):.4f}, "
+              f"{plane(sigma_range[1]):.4f}]"])
+    folders = ([f"{SHARED_TRAIN}/Train400"] if part == "luma" else []) + [*SHARED_SR, EXTRA_PHOTOS.as_posix(),
+                                                                        WALLPAPERS_OUT.as_posix()]
+    val_sigma = plane(sigma if sigma is not None else 25.0)
+    sets = (dataroot_gt(*folders) + noise
+            + [f"name={name}", "datasets.train.color=rgb", f"datasets.train.opponent={part}",
+               f"datasets.train.batch_size_per_gpu={batch}", "network_g.batch_norm=false", NHWC,
+               f"datasets.val.dataroot_gt={SET5_HR}", "datasets.val.color=rgb", f"datasets.val.opponent={part}",
+               f"datasets.val.sigma={val_sigma:.4f}"]
+            + cosine(iters, lr, warmup=50) + every(max(100, iters // 4), 100)
+            + warm_start_release(start, SHIPPED_8))
+    opt = "dncnn_b" if sigma is None else "dncnn_s25"
+    if sigma is None:
+        sets.append("network_g.num_layers=17")
+    what = f"colour sigma {sigma:g}" if sigma is not None else f"blind colour sigma in {list(sigma_range)}"
+    return Stage(name, sets, opt=opt, note=f"opponent-colour {part} part for {what}: fine-tuned from {start} as "
+                                          f"shipped in {SHIPPED_8} (deploy form)")
+
+
 ORDINALS = {5: "fifth", 6: "sixth", 7: "seventh", 8: "eighth"}
 
 
@@ -391,6 +426,12 @@ QUEUES: dict[str, list[Stage]] = {
     "color5b": [color_cycle("cdncnn_b_3", "cdncnn_b", iters=6000, lr=3e-4,
                             start=warm_start_release("cdncnn_blind", SHIPPED_8),
                             note=f"blind, warm start: cdncnn_blind as shipped in {SHIPPED_8} (deploy form)")],
+    # session 9, second plan: the colour default as an OpponentDnCNN (two gray DnCNNs in an orthonormal
+    # luminance / chrominance basis). Training-free with the shipped gray models it already scored CBSD68 sigma 25
+    # ~30.6 on 4 images (luminance by dncnn_s15 at sigma/sqrt3 = 14.4: MSE 148; chrominance by dncnn_s25: MSE 12
+    # and 9), 2 dB above the 3-channel cdncnn_blind: each part is fine-tuned on its own planes of colour photos
+    "opp25": [opp_part("luma", 25, "dncnn_s15", iters=1500, lr=1e-4)],
+    "opp25c": [opp_part("chroma", 25, "dncnn_s25", iters=1500, lr=1e-4)],
     # session 4: a third cycle for the gray sigma-25 default (beside sr_x2 / sr_x3)
     "denoise3": [
         Stage("dncnn_s25_3", DN_DATA + ["name=dncnn_s25_3"] + cosine(1200, 3e-4) + every(400, 100)
