@@ -464,8 +464,11 @@ class DemoApp:
 
     @readable_errors
     def run_image(self, path: str | None, task: str, key: str | None, tile: str, precision: str, sigma: str,
-                  add_noise: bool, uploads: dict[str, ModelEntry] | None = None) -> tuple[Any, Any, str]:
-        """Restore the uploaded image: (before/after pair for the slider, download button, status line)."""
+                  add_noise: bool, uploads: dict[str, ModelEntry] | None = None,
+                  outscale: float | None = None) -> tuple[Any, Any, str]:
+        """Restore the uploaded image: (before/after pair for the slider, download button, status line).
+        ``outscale`` (upscaling): the final size as a multiple of the input's (the network runs at its own scale,
+        then the result is resampled: MATLAB bicubic, antialiased when shrinking); None or 0: the model's."""
         from restore.engine.restorer import RunStats
 
         if not path:
@@ -480,11 +483,19 @@ class DemoApp:
         stats = RunStats()
         t0 = time.perf_counter()
         out = restorer.run(img, stats=stats)
+        resized = entry.task == "sr" and bool(outscale) and float(outscale) != entry.scale
+        if resized:
+            from restore.engine.resample import resample, target_size
+
+            try:
+                out = resample(out, target_size(img.shape[0], img.shape[1], outscale=float(outscale)))
+            except ValueError as e:
+                raise gr.Error(str(e).replace("--outscale", "Final size"), print_exception=False) from None
         seconds = time.perf_counter() - t0
 
         run_dir = self._new_run_dir()
         stem = Path(path).stem
-        suffix = f"x{entry.scale}" if entry.task == "sr" else "denoised"
+        suffix = (f"x{float(outscale):g}" if resized else f"x{entry.scale}") if entry.task == "sr" else "denoised"
         result = io.write_image(run_dir / f"{stem}_{suffix}.png", out, info=info)
         pmax = self.limits.preview_max_pixels
         after_p = io.write_image(run_dir / "after.png", preview(out, pmax))
@@ -497,6 +508,8 @@ class DemoApp:
         extra = []
         if noisy:
             extra.append(f"Gaussian noise σ {sigma} added to the input first")
+        if resized:
+            extra.append(f"×{entry.scale} network output resampled to ×{float(outscale):g} (bicubic)")
         if stats.fp32_retries:
             extra.append(f"{stats.fp32_retries} tile(s) re-run in fp32")
         if oh * ow > pmax:

@@ -77,6 +77,8 @@ def build_ui(app: DemoApp) -> gr.Blocks:
                     task = gr.Radio(list(TASKS), value=task0, label="Task", elem_id="task")
                     scale = gr.Radio(list(SCALES), value=scale0, label="Scale", visible=task0 == "sr",
                                      elem_id="scale")
+                    outscale = gr.Number(None, label="Upscaling: final size (× the input; empty: the model's scale)",
+                                         minimum=0, maximum=16, step=0.25, elem_id="outscale")
                     with gr.Group(visible=task0 == "denoise") as noise_group:
                         sigma = gr.Radio(list(SIGMAS), value="25", label="Noise level (σ, 0-255 scale)",
                                          elem_id="sigma")
@@ -155,7 +157,7 @@ def build_ui(app: DemoApp) -> gr.Blocks:
                                  api_visibility=PRIVATE)
         if video_model is not None:
             ckpt_event.then(app.refresh_video_models, [video_model, uploads], video_model, api_visibility=PRIVATE)
-        run_btn.click(app.run_image, [image_in, task, model, tile, precision, sigma, add_noise, uploads],
+        run_btn.click(app.run_image, [image_in, task, model, tile, precision, sigma, add_noise, uploads, outscale],
                       [compare, download, status], concurrency_id=CONCURRENCY_ID, concurrency_limit=1,
                       show_progress_on=[compare], api_visibility=PRIVATE)
         add_api(app)

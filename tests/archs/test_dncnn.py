@@ -117,6 +117,55 @@ def test_fuse_full_depth() -> None:
         torch.testing.assert_close(m.fuse()(x), m(x), atol=1e-5, rtol=0)
 
 
+def _identity_dncnn(var: float) -> DnCNN:
+    """DnCNN (1 feature, 3 layers) whose convs are exact identities (centre tap 1) and whose one BatchNorm has
+    weight 1, bias 0, running mean 0 and running variance ``var``: for x >= 0 it computes
+    ``x - x / sqrt(var + eps)``."""
+    m = DnCNN(num_layers=3, num_features=1)
+    with torch.no_grad():
+        for conv, bn in m.conv_bn_pairs():
+            conv.weight.zero_()
+            conv.weight[0, 0, 1, 1] = 1.0
+            if bn is not None:
+                bn.weight.fill_(1.0)
+                bn.bias.zero_()
+                bn.running_mean.zero_()
+                bn.running_var.fill_(var)
+    return m.eval()
+
+
+def test_fuse_keeps_batchnorm_eps_with_tiny_variance() -> None:
+    """running_var 1e-4 against eps 1e-5: the fold must use sqrt(var + eps) (100 vs 95.35 without eps)."""
+    m = _identity_dncnn(1e-4)
+    bn = m.conv_bn_pairs()[1][1]
+    assert bn is not None and bn.eps == 1e-5
+    gain = 1.0 / np.sqrt(np.float32(1e-4) + np.float32(1e-5), dtype=np.float32)
+    f = m.fuse()
+    w = f.model[2].weight
+    assert w[0, 0, 1, 1].item() == pytest.approx(float(gain), rel=1e-6) and f.model[2].bias.item() == 0.0
+    x = torch.rand(1, 1, 6, 7)
+    want = x - x * float(gain)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), want, rtol=1e-6, atol=1e-6)  # torch's eval BatchNorm: the authority
+        torch.testing.assert_close(f(x), want, rtol=1e-6, atol=1e-6)
+
+
+def test_fuse_equals_unfused_with_tiny_running_variances() -> None:
+    """A random network whose BatchNorms saw nearly constant features (running_var 5e-5 .. 2e-4)."""
+    m = _small()
+    _randomise_bn(m)
+    _randomise_bias(m)
+    with torch.no_grad():
+        for bn in (b for _, b in m.conv_bn_pairs() if b is not None):
+            bn.running_var.uniform_(5e-5, 2e-4)
+    m.eval()
+    x = torch.rand(1, 1, 9, 10)
+    with torch.no_grad():
+        ref = m(x)
+        got = m.fuse()(x)
+    assert (got - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
+
+
 # ------------------------------------------------------------------------------------------ detection
 
 

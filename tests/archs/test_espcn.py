@@ -133,21 +133,26 @@ def _const_node(name: str, arr: np.ndarray) -> bytes:
     return _ld(1, name.encode()) + _ld(2, b"Const") + _ld(5, dtype_attr) + _ld(5, attr_value)
 
 
-def test_graphdef_reader_on_synthetic_graph() -> None:
-    src = ESPCN(scale=3)
+def _espcn_graph(src: ESPCN) -> bytes:
+    """A TF-ESPCN-style GraphDef holding ``src``'s weights (HWIO consts f1..f3 / b1..b3), plus a float_val splat
+    const and a non-float const that the reader must cope with."""
     nodes = [_ld(1, _ld(1, b"IteratorGetNext") + _ld(2, b"Placeholder"))]
     for i in (1, 2, 3):
         conv = getattr(src, f"conv{i}")
         nodes.append(_ld(1, _const_node(f"f{i}", conv.weight.detach().permute(2, 3, 1, 0).numpy())))
         nodes.append(_ld(1, _const_node(f"b{i}", conv.bias.detach().numpy())))
-    # a float_val splat const and a non-float const must not break the reader
     shape4 = _ld(2, _ld(2, _varint(1 << 3) + _varint(4)))
     splat = _varint(1 << 3) + _varint(1) + shape4 + _ld(5, struct.pack("<f", 0.5))  # DT_FLOAT, float_val
     ints = _varint(1 << 3) + _varint(3) + shape4 + _ld(4, np.arange(4, dtype="<i4").tobytes())  # DT_INT32
     for name, tensor in ((b"half", splat), (b"ints", ints)):
         attr = _ld(5, _ld(1, b"value") + _ld(2, _ld(8, tensor)))
         nodes.append(_ld(1, _ld(1, name) + _ld(2, b"Const") + attr))
-    consts = espcn.read_graphdef_consts(b"".join(nodes))
+    return b"".join(nodes)
+
+
+def test_graphdef_reader_on_synthetic_graph() -> None:
+    src = ESPCN(scale=3)
+    consts = espcn.read_graphdef_consts(_espcn_graph(src))
     assert consts["half"].tolist() == [0.5] * 4 and "ints" not in consts
     assert consts["f1"].shape == (5, 5, 1, 64)
     sd = {}
@@ -156,6 +161,31 @@ def test_graphdef_reader_on_synthetic_graph() -> None:
         sd[key] = torch.from_numpy(a.transpose(3, 2, 0, 1).copy() if a.ndim == 4 else a)
     for k, v in src.state_dict().items():
         torch.testing.assert_close(sd[k], v, rtol=0, atol=0)
+
+
+def test_load_pb_falls_back_to_graphdef_reader(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """OpenCV failing on a .pb: load_pb reads it with the pure-Python reader, bit-exact weights (no ../shared)."""
+    src = ESPCN(scale=2)
+    path = tmp_path / "ESPCN_x2.pb"
+    path.write_bytes(_espcn_graph(src))
+    tried: list[object] = []
+
+    def broken(p: object) -> dict[str, torch.Tensor]:
+        tried.append(p)
+        raise RuntimeError("OpenCV cannot read this graph")
+
+    monkeypatch.setattr(espcn, "_load_pb_cv2", broken)
+    sd = espcn.load_pb(path)
+    assert tried == [path]  # OpenCV first, then the fallback
+    assert list(sd) == list(espcn._TF_NAMES.values())
+    for k, v in src.state_dict().items():
+        assert sd[k].dtype == torch.float32 and sd[k].is_contiguous()
+        torch.testing.assert_close(sd[k], v, rtol=0, atol=0)
+    m = ESPCN(scale=2)
+    m.load_state_dict(sd, strict=True)
+    x = torch.rand(1, 1, 7, 9)
+    with torch.no_grad():
+        assert torch.equal(m(x), src(x))
 
 
 # -------------------------------------------------------------------------------- real .pb weights
@@ -182,14 +212,3 @@ def test_real_pb_loads_strictly_and_is_sane(scale: int) -> None:
     bic = F.interpolate(img, scale_factor=scale, mode="bicubic", align_corners=False)
     d = (out - bic)[..., 4 * scale:-4 * scale, 4 * scale:-4 * scale].abs()
     assert d.max() < 0.03 and d.mean() < 0.005
-
-
-def test_load_pb_falls_back_to_graphdef_reader(monkeypatch: pytest.MonkeyPatch) -> None:
-    path = shared_path("weights", "espcn", "ESPCN_x2.pb")
-
-    def broken(_: object) -> dict[str, torch.Tensor]:
-        raise RuntimeError("OpenCV cannot read this graph")
-
-    monkeypatch.setattr(espcn, "_load_pb_cv2", broken)
-    sd = espcn.load_pb(path)
-    ESPCN(scale=2).load_state_dict(sd, strict=True)

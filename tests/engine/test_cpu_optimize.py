@@ -91,8 +91,25 @@ def test_argument_errors() -> None:
 
 
 def test_calibration_inputs_follow_model_convention() -> None:
-    ins = calibration_inputs(ESPCN(scale=2).meta, _images(2, 50), side=16)
-    assert len(ins) == 2 and ins[0].shape == (1, 1, 16, 16) and 0 <= ins[0].min() and ins[0].max() <= 1
+    """Exact model-space crops: SR inputs shrunk by the scale (area = mean of s x s blocks), centre crop, BT.601
+    luma for a one-channel model; a denoiser's crop plus N(0, 25/255) from default_rng(0), image after image."""
+    imgs = _images(2, 50)
+    ins = calibration_inputs(ESPCN(scale=2).meta, imgs, side=16)
+    assert len(ins) == 2
+    for x, img in zip(ins, imgs, strict=True):
+        half = (img.astype(np.float32) / 255).reshape(25, 2, 25, 2, 3).mean(axis=(1, 3))
+        crop = half[4:20, 4:20]  # (25 - 16) // 2 = 4
+        luma = crop[..., 0] * 0.299 + crop[..., 1] * 0.587 + crop[..., 2] * 0.114
+        assert x.shape == (1, 1, 16, 16) and x.dtype == torch.float32
+        np.testing.assert_allclose(x[0, 0].numpy(), luma, rtol=0, atol=1e-6)
+    from restore.archs.dncnn import DnCNN
+
+    noisy = calibration_inputs(DnCNN(in_channels=3, num_layers=3, num_features=4).meta, imgs, side=16)
+    rng = np.random.default_rng(0)
+    for x, img in zip(noisy, imgs, strict=True):
+        crop = img[17:33, 17:33].astype(np.float32) / 255  # no shrinking for a denoiser: (50 - 16) // 2 = 17
+        want = crop + rng.normal(0.0, 25.0 / 255.0, crop.shape).astype(np.float32)
+        np.testing.assert_array_equal(x[0].permute(1, 2, 0).numpy(), want)
 
 
 @needs_ort

@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from restore.archs.base import ModelMeta
 from restore.archs.dncnn import DnCNN
 from restore.archs.espcn import ESPCN
 from restore.archs.imdn import IMDN_RTC
@@ -95,7 +96,7 @@ def test_auto_times_the_paths_once_and_caches_the_choice(monkeypatch: pytest.Mon
     r = Restorer(_espcn(), device="cpu", tile=None)
     assert r.backend == "pending"
     r.run(_image((12, 10, 3)))  # smaller than TUNE_MIN_PIXELS: eager, nothing built
-    assert calls == [] and r.backend == "pending"
+    assert calls == [] and r.backend == "eager" and r._fast is None  # reports what ran (84a2287), still untuned
     with caplog.at_level(logging.INFO, logger=restorer_mod.__name__):
         r.run(_image((70, 300, 3)))
         r.run(_image((90, 80, 3), seed=1))
@@ -142,15 +143,47 @@ def test_int8_calibrates_on_the_first_input(caplog: pytest.LogCaptureFixture) ->
     r.run(img[:40, :50])  # cached session, other size (dynamic H/W)
 
 
+class _NearestConv(nn.Module):
+    """x2 nearest-neighbour upscaler as one 1x1 conv (weights 0/1) + pixel shuffle. Quantised with activations
+    calibrated on [0, 1] it is exact on uint8 images (scale 1/255, zero point 0, weights 1 = 127 * 1/127); with
+    activations calibrated on [0, top/255] it is exactly ``min(nearest, top)`` (the range saturates)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 12, 1)
+        self.shuffle = nn.PixelShuffle(2)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.bias.zero_()
+            for c in range(3):
+                self.conv.weight[4 * c:4 * c + 4, c] = 1.0  # shuffle: output (c, dy, dx) <- channel 4c + 2dy + dx
+
+    @property
+    def meta(self) -> ModelMeta:
+        return ModelMeta(family="test", variant="nearest-conv", task="sr", scale=2, in_channels=3, out_channels=3,
+                         receptive_field=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shuffle(self.conv(x))
+
+
 @needs_ort
-def test_int8_calibration_images(tmp_path) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("top", [255, 127])
+def test_int8_calibration_images(tmp_path, top: int) -> None:  # noqa: ANN001
+    """The given calibration images, not the input, set the activation range: exact outputs either way."""
     from restore import io
 
+    rng = np.random.default_rng(top)
     for k in range(2):
-        io.write_image(tmp_path / f"c{k}.png", (_image((40, 44, 3), seed=k) * 255).astype(np.uint8))
-    r = Restorer(_span(), device="cpu", precision="int8", calibration=tmp_path, tile=24)
-    out = r.run(_image((50, 61, 3)))
-    assert out.shape == (100, 122, 3) and np.isfinite(out).all()
+        calib = rng.integers(0, top + 1, (40, 44, 3), dtype=np.uint8)
+        calib[20, 20], calib[20, 21] = 0, top  # both ends of the range inside the 40 px centre crop
+        io.write_image(tmp_path / f"c{k}.png", calib)
+    img = rng.integers(0, 256, (50, 61, 3), dtype=np.uint8)
+    img[0, 0], img[0, 1] = 0, 255  # the input spans the full range whatever the calibration saw
+    r = Restorer(_NearestConv().eval(), device="cpu", precision="int8", calibration=tmp_path, tile=24)
+    out = r.run(img)
+    assert r.backend == "onnxruntime" and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, np.minimum(img.repeat(2, axis=0).repeat(2, axis=1), top))
 
 
 @needs_bf16_cpu

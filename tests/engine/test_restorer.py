@@ -11,12 +11,13 @@ import torch
 from torch import nn
 
 from restore import io
+from restore.archs.base import ModelMeta
 from restore.archs.dncnn import DnCNN
 from restore.archs.espcn import ESPCN
 from restore.archs.imdn import IMDN_RTC, IMDN_RTE
 from restore.engine import restorer as restorer_mod
 from restore.engine import tiling
-from restore.engine.restorer import Restorer, bytes_per_pixel, is_oom
+from restore.engine.restorer import Restorer, RunStats, bytes_per_pixel, is_oom
 
 
 def _rtc() -> nn.Module:
@@ -37,6 +38,7 @@ class _Wrap(nn.Module):
         super().__init__()
         self.inner, self.limit, self.message = inner, limit, message
         self.sides: list[int] = []
+        self.areas: list[int] = []
 
     @property
     def meta(self):  # noqa: ANN201
@@ -45,6 +47,7 @@ class _Wrap(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         side = max(x.shape[-2:])
         self.sides.append(side)
+        self.areas.append(x.shape[-2] * x.shape[-1])
         if self.limit is not None and side > self.limit:
             raise RuntimeError(f"{self.message} Tried to allocate 2.00 GiB")
         return self.inner(x)
@@ -195,11 +198,30 @@ def test_out_of_memory_halves_the_tile(message: str, caplog: pytest.LogCaptureFi
     assert np.abs(out.astype(int) - Restorer(_rtc()).run(img).astype(int)).max() <= 1
 
 
-def test_auto_recovers_from_oom(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = _Wrap(_rtc(), limit=24)
+class _Nearest(nn.Module):
+    """x2 nearest-neighbour "network" (receptive field 0): its exact output is known for any tiling."""
+
+    @property
+    def meta(self) -> ModelMeta:
+        return ModelMeta(family="test", variant="nearest", task="sr", scale=2, in_channels=3, out_channels=3,
+                         receptive_field=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+def test_auto_recovers_from_oom(monkeypatch: pytest.MonkeyPatch, dtype: type) -> None:
+    """The whole 33x30 image fails (limit 24 px), the retry tiles it: every pixel once, output exact."""
+    model = _Wrap(_Nearest(), limit=24)
     monkeypatch.setattr(restorer_mod, "available_memory", lambda device: 1 << 40)
-    out = Restorer(model, tile="auto").run(_image((33, 30, 3), np.float32))
-    assert out.shape == (66, 60, 3)
+    img = _image((33, 30, 3), dtype)
+    stats = RunStats()
+    out = Restorer(model, tile="auto").run(img, stats=stats)
+    np.testing.assert_array_equal(out, img.repeat(2, axis=0).repeat(2, axis=1))
+    assert out.dtype == dtype
+    assert stats.oom_retries == 1 and model.sides[0] == 33 and max(model.sides[1:]) <= 24
+    assert len(model.sides) == stats.forwards and sum(model.areas[1:]) == 33 * 30  # context 0: each pixel once
 
 
 def test_errors_that_are_not_oom_propagate() -> None:

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from restore.metrics.imresize import _round_to, imresize, imresize_torch, output_size, resize_weights
-from tests.conftest import shared_path
+from tests.conftest import FIXTURES, shared_path
+
+MATLAB = FIXTURES / "matlab_imresize.npz"  # frozen MATLAB vectors: tests/fixtures/README.md
 
 
 def _rng_img(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -145,6 +147,74 @@ def test_torch_is_differentiable() -> None:
     assert x.grad is not None
     # d sum(W_h X W_w^T) / dX summed = (sum of W_h) * (sum of W_w) = 4 * 4 (each row of W sums to 1)
     assert abs(float(x.grad.sum()) - 16.0) < 1e-9
+
+
+# ---------------------------------------------------------------- frozen MATLAB vectors (no ../shared)
+
+
+def _vectors() -> dict[str, np.ndarray]:
+    with np.load(MATLAB) as d:
+        return {k: d[k] for k in d.files}
+
+
+@pytest.mark.parametrize("s", [2, 3, 4])
+def test_weights_are_matlabs(s: int) -> None:
+    """The dense weights of a 24-sample axis shrunk by s, border rows included, are MATLAB's (the fixture's
+    weights reproduce every Set5 LR file)."""
+    ref = _vectors()[f"w{s}"]
+    np.testing.assert_allclose(resize_weights(24, 24 // s, 1 / s), ref, rtol=0, atol=1e-15)
+
+
+def _corner_lr(patch: np.ndarray, s: int, corner: str) -> np.ndarray:
+    """The 3x3 LR corner that ``imresize(., 1/s)`` makes from an HR corner patch (placed in a zero canvas of 48 px,
+    a multiple of s: the corner's LR pixels depend on the patch and the mirrored border only)."""
+    k = patch.shape[0]
+    canvas = np.zeros((48, 48), np.uint8)
+    if corner == "tl":
+        canvas[:k, :k] = patch
+        return imresize(canvas, 1 / s)[:3, :3]
+    canvas[-k:, -k:] = patch
+    return imresize(canvas, 1 / s)[-3:, -3:]
+
+
+@pytest.mark.parametrize("corner", ["tl", "br"])
+@pytest.mark.parametrize("s", [2, 3, 4])
+def test_matlab_border_pixels(s: int, corner: str) -> None:
+    """Corners of Set5 'head' (red channel) as MATLAB shrank them: the symmetric border (edge sample repeated);
+    a reflecting or clamping border changes at least one of these 9 pixels at every scale."""
+    v = _vectors()
+    np.testing.assert_array_equal(_corner_lr(v[f"x{s}_{corner}_hr"], s, corner), v[f"x{s}_{corner}_lr"])
+
+
+def test_unequal_scales_resize_the_smaller_scale_first() -> None:
+    """uint8 rounding after each pass makes the order visible: MATLAB sorts the scales (smaller first)."""
+    v = _vectors()
+    img = v["uneq_in"]
+    np.testing.assert_array_equal(imresize(img, (1 / 2, 1 / 4)), v["uneq_rows_half"])  # columns first
+    np.testing.assert_array_equal(imresize(img, (1 / 4, 1 / 2)), v["uneq_cols_half"])  # rows first
+    np.testing.assert_array_equal(imresize(np.dstack([img, img.T]), (1 / 2, 1 / 4))[..., 0], v["uneq_rows_half"])
+    # the float path does not round between passes: both orders agree there, to float rounding
+    f = imresize(img.astype(np.float64), (1 / 2, 1 / 4))
+    assert np.abs(_round_to(f, np.dtype(np.uint8)).astype(int) - v["uneq_rows_half"].astype(int)).max() <= 1
+
+
+def test_frozen_vectors_are_the_shared_matlab_pixels() -> None:
+    """Provenance: the committed HR patches and LR corners are the pixels of ../shared's Set5 files."""
+    from PIL import Image
+
+    root = shared_path("data", "sr", "Set5")
+    v = _vectors()
+    with Image.open(root / "HR" / "head.png") as im:
+        hr = np.asarray(im.convert("RGB"))[..., 0]
+    for s in (2, 3, 4):
+        with Image.open(root / "LR_bicubic" / f"X{s}" / f"headx{s}.png") as im:
+            lr = np.asarray(im.convert("RGB"))[..., 0]
+        h = hr[: hr.shape[0] // s * s, : hr.shape[1] // s * s]
+        k = v[f"x{s}_tl_hr"].shape[0]
+        np.testing.assert_array_equal(v[f"x{s}_tl_hr"], h[:k, :k])
+        np.testing.assert_array_equal(v[f"x{s}_br_hr"], h[-k:, -k:])
+        np.testing.assert_array_equal(v[f"x{s}_tl_lr"], lr[:3, :3])
+        np.testing.assert_array_equal(v[f"x{s}_br_lr"], lr[-3:, -3:])
 
 
 # ---------------------------------------------------------------- MATLAB-made benchmark files

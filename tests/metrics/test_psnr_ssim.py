@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -13,6 +14,7 @@ from restore.metrics.psnr_ssim import (
     rgb2ycbcr,
     to_y_channel,
 )
+from tests.conftest import FIXTURES
 
 C1 = (0.01 * 255) ** 2
 C2 = (0.03 * 255) ** 2
@@ -72,6 +74,54 @@ def test_ycbcr_known_values() -> None:
     assert f.dtype == np.float32 and f.shape == (1, 3)
     np.testing.assert_allclose(f[0] * 255, [235, 16, 81.481], atol=1e-4)
     np.testing.assert_array_equal(bgr2ycbcr(px[..., ::-1]), full)
+
+
+# ---------------------------------------------------------------- half-level Y (MATLAB uint8 rounding)
+
+
+def _half_levels() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """tests/fixtures/half_level_y.json: 1x8x3 uint8 pixels whose Y is exactly k + 1/2, k, MATLAB's uint8 Y."""
+    rows = json.loads((FIXTURES / "half_level_y.json").read_text())
+    px = np.array([[r["rgb"] for r in rows]], dtype=np.uint8)
+    exact = np.array([float(r["y_exact"]) for r in rows])
+    return px, exact, np.array([r["y_uint8"] for r in rows], dtype=np.uint8)
+
+
+def test_uint8_ycbcr_rounds_half_levels_up() -> None:
+    """MATLAB's uint8 rgb2ycbcr rounds a Y of exactly k + 1/2 to k + 1 (half away from zero; neither floor nor
+    round-half-to-even, which gives k for the even k in the fixture)."""
+    px, exact, y8 = _half_levels()
+    assert (exact % 2 < 1).any() and (exact % 2 > 1).any()  # both parities of k
+    np.testing.assert_array_equal(rgb2ycbcr(px, y_only=True)[0], y8)
+    np.testing.assert_array_equal(rgb2ycbcr(px)[0, :, 0], y8)
+    np.testing.assert_array_equal(bgr2ycbcr(px[..., ::-1], y_only=True)[0], y8)
+    f = rgb2ycbcr(px.astype(np.float32) / 255, y_only=True)[0] * 255  # the float path does not round
+    np.testing.assert_allclose(f, exact, rtol=0, atol=1e-4)
+
+
+def test_round_y_quantises_y_like_matlab() -> None:
+    px, exact, y8 = _half_levels()
+    np.testing.assert_array_equal(to_y_channel(px, round_y=True)[0, :, 0], y8.astype(np.float64))
+    np.testing.assert_array_equal(to_y_channel(px.astype(np.float64), round_y=True)[0, :, 0], y8.astype(np.float64))
+    np.testing.assert_allclose(to_y_channel(px)[0, :, 0], exact, rtol=0, atol=1e-4)  # BasicSR's unrounded Y
+
+
+def test_psnr_and_ssim_with_round_y() -> None:
+    """Against black (Y = 16 exactly): PSNR from the fixture's uint8 Y by hand; SSIM equals SSIM of the Y planes."""
+    px, exact, y8 = _half_levels()
+    black = np.zeros_like(px)
+    mse = float(np.mean((y8.astype(np.float64) - 16.0) ** 2))
+    for a in (px, px.astype(np.float64)):
+        got = calculate_psnr(a, black, 0, test_y_channel=True, round_y=True)
+        assert got == pytest.approx(10 * math.log10(255.0**2 / mse), abs=1e-12)
+    mse_float = float(np.mean((exact - 16.0) ** 2))
+    assert calculate_psnr(px, black, 0, test_y_channel=True) == pytest.approx(10 * math.log10(255.0**2 / mse_float),
+                                                                              abs=1e-5)
+    big = np.tile(px, (12, 2, 1))  # 12x16: room for the 11x11 window
+    ya = np.tile(y8.astype(np.float64), (12, 2))
+    want = calculate_ssim(ya, np.full_like(ya, 16.0), 0)
+    assert calculate_ssim(big, np.zeros_like(big), 0, test_y_channel=True, round_y=True) == want
+    assert calculate_ssim(big, np.zeros_like(big), 0, test_y_channel=True) != want
 
 
 # ---------------------------------------------------------------- conventions

@@ -47,7 +47,16 @@ def test_sampler_resumes_mid_epoch():
     assert list(s) == full[8:] and len(s) == 13
     s.set_epoch(3)
     assert [i for i, _ in s] != [i for i, _ in full]  # reshuffled per epoch
-    assert ResumableSampler(7, ratio=3, seed=6).__iter__().__next__() is not None
+    # each item is (dataset index, its sample seed (seed, epoch, position)); another seed, another order
+    other = list(ResumableSampler(7, ratio=3, seed=6))
+    assert [key for _, key in other] == [(6, 0, pos) for pos in range(21)]
+    assert sorted(i for i, _ in other) == sorted(list(range(7)) * 3)
+    assert other == list(ResumableSampler(7, ratio=3, seed=6))  # reproducible
+    s.set_epoch(0)
+    assert [i for i, _ in other] != [i for i, _ in s]
+    plain = ResumableSampler(7, ratio=3, seed=6, shuffle=False)
+    plain.set_epoch(4, start=19)
+    assert list(plain) == [(19 % 7, (6, 4, 19)), (20 % 7, (6, 4, 20))]
 
 
 def _opt(root, **kw) -> dict:

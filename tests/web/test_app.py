@@ -269,3 +269,14 @@ def test_cli_parser_and_light_import() -> None:
     code = "import sys, restore, restore.cli.web; print('gradio' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"
+
+
+def test_final_size_resamples_the_network_output(app: webapp.DemoApp, tmp_path: Path) -> None:
+    """Any output size in the page too: an x2 model, final size 1.5x the input (MATLAB bicubic, antialiased)."""
+    img = gradient_image(20, 12)
+    (_, _), download, status = app.run_image(_png(tmp_path, img), "sr", _key(app, "espcn_x2.pth"), "auto", "auto",
+                                             "25", False, None, 1.5)
+    out = io.read_image(download["value"])
+    assert out.shape[:2] == (18, 30) and "resampled to ×1.5" in status
+    with pytest.raises(gr.Error, match="Final size"):
+        app.run_image(_png(tmp_path, img), "sr", _key(app, "espcn_x2.pth"), "auto", "auto", "25", False, None, -1)
