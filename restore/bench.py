@@ -161,13 +161,18 @@ class BenchResult:
     runtime_ms: float  # median
     runtime_runs_ms: list[float]
     score: float | None = None
+    path: str = ""  # what the CPU fast path runs (int8: how many convolutions are int8)
 
 
 def bench_one(spec: str, *, size: tuple[int, int], scale: int, device: str, precision: str, runs: int,
-              warmup: int, optimize: bool) -> BenchResult:
+              warmup: int, optimize: bool, calibration: object = None) -> BenchResult:
+    """``precision="int8"`` is the CPU fast path (ONNX Runtime, implies ``optimize``), calibrated on
+    ``calibration`` (images or a folder, :func:`restore.engine.cpu_paths.calibration_inputs`) or else on crops of
+    the benchmark input."""
     label, model = load(spec, scale)
     meta = model.meta
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    optimize = optimize or precision == "int8"
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}[precision]
     dev = torch.device(device)
     h, w = size
     m = max(1, int(meta.size_multiple))
@@ -176,13 +181,19 @@ def bench_one(spec: str, *, size: tuple[int, int], scale: int, device: str, prec
     params = count_params(model)
     flops = count_flops(model, x32)
     backend = "eager"
+    path = f"eager {precision}"
     if optimize:
         if dev.type != "cpu":
             raise ValueError("--optimize is the CPU fast path; use it with --device cpu")
-        from restore.engine.cpu_paths import optimize_for_inference
+        from restore.engine.cpu_paths import calibration_crops, optimize_for_inference
 
-        runner: nn.Module = optimize_for_inference(model, precision=precision)
+        calib = None
+        if precision == "int8":
+            calib = calibration if calibration is not None else calibration_crops(x32, multiple=m)
+        runner: nn.Module = optimize_for_inference(model, precision=precision, calibration=calib)
         backend = runner.backend
+        plan = getattr(runner, "int8_plan", None)
+        path = f"{backend} {precision}" + (f", {plan.describe()}" if plan is not None else "")
         x = x32
     else:
         runner = model.to(device=dev, dtype=dtype)
@@ -203,7 +214,7 @@ def bench_one(spec: str, *, size: tuple[int, int], scale: int, device: str, prec
         model=label, family=meta.family, scale=meta.scale, input=f"{meta.in_channels}x{h}x{w}", device=str(dev),
         precision=precision, backend=backend, params=params, flops=flops, macs=flops // 2,
         peak_mem_mb=None if peak is None else round(peak / 2**20, 2), runtime_ms=round(statistics.median(ts), 3),
-        runtime_runs_ms=[round(t, 3) for t in ts],
+        runtime_runs_ms=[round(t, 3) for t in ts], path=path,
     )
 
 

@@ -60,7 +60,7 @@ X4_CHAIN_5 = X4_CHAIN_4 + ("span_tiny_x4_5",)  # session 6: a fifth (+ the Debia
 # the gray sigma-25 model's first four cycles (8100 iterations; the fourth in bf16 autocast, mostly NHWC):
 # the sigma-15 / 50 / blind models are fine-tuned from the fourth
 DN_CHAIN_4 = ("dncnn_s25", "dncnn_s25_2", "dncnn_s25_3", "dncnn_s25_4")
-SHIPS = [
+SHIPS: list[Ship | Composite] = [
     Ship("span_tiny_x4_distilled", X4_CHAIN_5 + ("dsclora_span_tiny_x4_5_noaff",), "sr", "rgb", 4, default=True,
          summary="span_tiny_x4 + 300 iterations of ConvLoRA (DSCLoRA's layers) with output distillation from CFSR "
                  "x4, no spatial-affinity term (the same stage on span_tiny_x4_3, Set5: affinity weight 0.5 30.73, "
@@ -101,18 +101,19 @@ SHIPS = [
          summary="DnCNN gray, blind sigma in [0, 55] (depth 17, fine-tuned from dncnn_s25's fourth cycle)"),
     # colour DnCNN, trained from scratch (session 2's cdncnn_b, inner layers from dncnn_s25_2 and new first / last
     # convs, stalled at 22.28 dB on Set5 sigma 25 and was not shipped)
-    # the sigma-specific colour models are not the defaults: cdncnn_blind, with 800 more iterations, scores higher
-    # at every sigma (docs/results.md), so colour inputs get it whatever --sigma says
+    # the 3-channel colour models are not the defaults: the opponent-colour models below (cdncnn_opp_*) score higher
     Ship("cdncnn_s25", ("cdncnn_s25",), "denoise", "rgb", sigma="25",
-         summary="DnCNN-S colour, sigma 25 (from scratch); not the default: cdncnn_blind scores higher"),
+         summary="DnCNN-S colour, sigma 25 (from scratch); not the default: the opponent-colour models score "
+                 "higher"),
     Ship("cdncnn_s15", ("cdncnn_s25", "cdncnn_s15"), "denoise", "rgb", sigma="15",
-         summary="DnCNN-S colour, sigma 15 (fine-tuned from cdncnn_s25); not the default: cdncnn_blind scores "
-                 "higher"),
+         summary="DnCNN-S colour, sigma 15 (fine-tuned from cdncnn_s25); not the default: the "
+                 "opponent-colour models score higher"),
     Ship("cdncnn_s50", ("cdncnn_s25", "cdncnn_s50"), "denoise", "rgb", sigma="50",
-         summary="DnCNN-S colour, sigma 50 (fine-tuned from cdncnn_s25); not the default: cdncnn_blind scores "
-                 "higher"),
-    Ship("cdncnn_blind", ("cdncnn_s25", "cdncnn_b", "cdncnn_b_2"), "denoise", "rgb", sigma="blind", default=True,
-         summary="DnCNN colour, blind sigma in [0, 55] (depth 17, fine-tuned from cdncnn_s25, two cycles)"),
+         summary="DnCNN-S colour, sigma 50 (fine-tuned from cdncnn_s25); not the default: the "
+                 "opponent-colour models score higher"),
+    Ship("cdncnn_blind", ("cdncnn_s25", "cdncnn_b", "cdncnn_b_2"), "denoise", "rgb", sigma="blind",
+         summary="DnCNN colour, blind sigma in [0, 55] (depth 17, fine-tuned from cdncnn_s25, two cycles); not the "
+                 "default since session 10: the opponent-colour models (cdncnn_opp_*) score higher (docs/results.md)"),
 ]
 
 
@@ -135,6 +136,39 @@ class Composite:
     @property
     def stages(self) -> tuple[str, ...]:
         return self.luma + self.chroma
+
+
+def chain(name: str) -> tuple[str, ...]:
+    """The training stages of the shipped model ``name``."""
+    return next(s.stages for s in SHIPS if s.name == name)
+
+
+# session 10 (issue 20): the colour defaults are OpponentDnCNNs, two gray DnCNNs in an orthonormal luminance /
+# chrominance basis; each part is a shipped gray model, fine-tuned on its planes where this session's CPU-hours
+# reached (sigma 15 and 25), used as it ships otherwise (sigma 50, blind)
+SHIPS += [
+    Composite("cdncnn_opp_s15", chain("dncnn_blind") + ("opp_luma_s15",), chain("dncnn_s15") + ("opp_chroma_s15",),
+              "15", default=True, summary="DnCNN colour, sigma 15, opponent colour: luminance by dncnn_blind "
+              "fine-tuned at 15/sqrt3, chrominance by dncnn_s15 fine-tuned on chrominance planes"),
+    Composite("cdncnn_opp_s25", chain("dncnn_s15") + ("opp_luma_s25",), chain("dncnn_s25") + ("opp_chroma_s25",),
+              "25", default=True, summary="DnCNN colour, sigma 25, opponent colour: luminance by dncnn_s15 "
+              "fine-tuned at 25/sqrt3, chrominance by dncnn_s25 fine-tuned on chrominance planes"),
+    Composite("cdncnn_opp_s50", chain("dncnn_s25"), chain("dncnn_s50"), "50", default=True,
+              summary="DnCNN colour, sigma 50, opponent colour, training-free: luminance (sigma 28.9) by dncnn_s25, "
+              "chrominance by dncnn_s50, both as shipped"),
+    Composite("cdncnn_opp_blind", chain("dncnn_blind"), chain("dncnn_blind"), "blind", default=True,
+              summary="DnCNN colour, blind sigma in [0, 55], opponent colour, training-free: both planes by "
+              "dncnn_blind as shipped"),
+]
+
+
+def shipped_gray(stages: tuple[str, ...]) -> Path | None:
+    """The shipped file of the gray model whose training chain is exactly ``stages`` (a composite part used as it
+    ships, without fine-tuning), or None."""
+    for ship in SHIPS:
+        if isinstance(ship, Ship) and ship.stages == stages and (WEIGHTS / f"{ship.name}.pth").is_file():
+            return WEIGHTS / f"{ship.name}.pth"
+    return None
 
 
 def sha256(path: Path) -> str:
@@ -218,9 +252,15 @@ def ship_composite(c: Composite, exp_root: Path, *, partial: bool,
 
     recorded = recorded or {}
     parts: dict[str, list[dict[str, object]]] = {}
+    as_shipped: dict[str, Path] = {}  # parts that are a shipped gray model unchanged (training-free)
     for part, stages in (("luma", c.luma), ("chroma", c.chroma)):
-        recs = [stage_record(s, exp_root) or (recorded.get(s) if i < len(stages) - 1 else None)
-                for i, s in enumerate(stages)]
+        gray = shipped_gray(stages)
+        if gray is not None and stage_record(stages[-1], exp_root) is None:
+            recs = [recorded.get(s) for s in stages]
+            as_shipped[part] = gray
+        else:
+            recs = [stage_record(s, exp_root) or (recorded.get(s) if i < len(stages) - 1 else None)
+                    for i, s in enumerate(stages)]
         if any(r is None for r in recs) or (not partial and not all(r["finished"] for r in recs)):
             return None
         parts[part] = recs  # type: ignore[assignment]
@@ -228,8 +268,11 @@ def ship_composite(c: Composite, exp_root: Path, *, partial: bool,
     sd: dict[str, torch.Tensor] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for part, recs in parts.items():
-            export(recs[-1]["checkpoint"], Path(tmp) / f"{part}.pth", fuse=True, key=str(recs[-1]["weights"]))
-            sub = torch.load(Path(tmp) / f"{part}.pth", map_location="cpu", weights_only=True)
+            if part in as_shipped:
+                sub = torch.load(as_shipped[part], map_location="cpu", weights_only=True)
+            else:
+                export(recs[-1]["checkpoint"], Path(tmp) / f"{part}.pth", fuse=True, key=str(recs[-1]["weights"]))
+                sub = torch.load(Path(tmp) / f"{part}.pth", map_location="cpu", weights_only=True)
             sd.update({f"{part}.{k}": v.half() if v.is_floating_point() else v for k, v in sub.items()})
     atomic_save(sd, out)
     model = load_model(out)
@@ -239,7 +282,10 @@ def ship_composite(c: Composite, exp_root: Path, *, partial: bool,
         "name": c.name, "task": c.task, "scale": c.scale, "sigma": c.sigma, "color": c.color, "default": c.default,
         "summary": c.summary, "family": meta.family, "variant": meta.variant, "params": meta.params,
         "file": out.name, "bytes": out.stat().st_size, "sha256": sha256(out), "stored": "float16 (loaded as float32)",
-        "export": f"OpponentDnCNN: luminance {c.luma[-1]}, chrominance {c.chroma[-1]} (both fused, deploy form)",
+        "export": "OpponentDnCNN: " + ", ".join(
+            f"{label} {stages[-1]}" + (f" (the shipped {as_shipped[part].stem} unchanged)" if part in as_shipped
+                                       else " (fused, deploy form)")
+            for part, label, stages in (("luma", "luminance", c.luma), ("chroma", "chrominance", c.chroma))),
         "iterations": sum(int(r["iterations"]) for recs in parts.values() for r in recs),
         "finished": all(r["finished"] for recs in parts.values() for r in recs),
         "hardware": f"CPU only: {cpu_info()[0]}, 1 torch thread per queue, two queues sharing 2 cores "

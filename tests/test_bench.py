@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 
@@ -49,3 +50,20 @@ def test_size_parsing(bad: str) -> None:
     assert cli_args.size("256x128") == (256, 128)
     with pytest.raises(argparse.ArgumentTypeError):
         cli_args.size(bad)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime not installed (onnx extra)")
+def test_int8_reports_the_plan_the_engine_chose(capsys: pytest.CaptureFixture[str]) -> None:
+    out = json.loads(_run(["--models", "espcn", "--size", "12x10", "--scale", "2", "--precision", "int8",
+                           "--runs", "1", "--warmup", "0", "--json"], capsys))
+    (r,) = out["results"]
+    assert r["backend"] == "onnxruntime" and r["precision"] == "int8"
+    assert r["path"].startswith("onnxruntime int8, ") and " of 3 convolutions in int8 " in r["path"]
+
+
+def test_int8_is_for_the_cpu() -> None:
+    ap = argparse.ArgumentParser(prog="restore")
+    cli_bench.add_parsers(ap.add_subparsers(dest="cmd"))
+    args = ap.parse_args(["bench", "--models", "espcn", "--precision", "int8", "--device", "cuda"])
+    with pytest.raises(Exception, match="int8|CUDA|cuda"):
+        args.func(args)

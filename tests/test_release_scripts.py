@@ -64,8 +64,11 @@ def test_extract_release_checks_the_manifest_of_that_commit(tmp_path: Path) -> N
 def test_manifest_follows_the_release_plan() -> None:
     """Each shipped entry's default flag and summary are the plan's (a stale default once outlived its change)."""
     shipped = {m["name"]: m for m in json.loads(ship_weights.MANIFEST.read_text())["models"]}
-    for ship in ship_weights.SHIPS:
-        assert (shipped[ship.name]["default"], shipped[ship.name]["summary"]) == (ship.default, ship.summary), ship.name
+    assert set(shipped) <= {s.name for s in ship_weights.SHIPS}, "a shipped model the plan does not know"
+    for ship in ship_weights.SHIPS:  # a planned model may still be training (not shipped yet)
+        if ship.name in shipped:
+            assert (shipped[ship.name]["default"], shipped[ship.name]["summary"]) == (ship.default, ship.summary), \
+                ship.name
 
 
 def test_shipped_models_name_real_stages() -> None:

@@ -24,7 +24,10 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--scale", type=int, default=4, choices=(2, 3, 4), help="scale for presets (default 4)")
     p.add_argument("--device", default="cpu", type=device_arg, metavar="DEVICE",
                    help="cpu (default), cuda, cuda:N or mps")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "int8"),
+                   help="fp32 (default); fp16 on cuda; bf16; int8: the CPU fast path (ONNX Runtime), calibrated on "
+                        "--calib or on crops of the benchmark input, with its accuracy plan reported")
+    p.add_argument("--calib", default=None, metavar="DIR", help="int8: a folder of typical input images")
     p.add_argument("--runs", type=int, default=None, help="timed runs (default 10 on cuda, 5 on cpu)")
     p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 5 on cuda, 1 on cpu)")
     p.add_argument("--optimize", action="store_true", help="CPU fast path (ONNX Runtime when installed)")
@@ -47,6 +50,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     dev = resolve_device(args.device)  # one-line error for a device that is not there
     if args.precision == "fp16" and dev.type == "cpu":
         raise ValueError("--precision fp16 is for --device cuda (use bf16 on CPU)")
+    if args.precision == "int8" and dev.type != "cpu":
+        raise ValueError("--precision int8 runs on the CPU (ONNX Runtime); use --device cpu")
     cuda = dev.type == "cuda"
     runs = args.runs if args.runs is not None else (10 if cuda else 5)
     warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
@@ -54,7 +59,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ValueError("--runs must be >= 1 and --warmup >= 0")
     results = [
         bench_one(spec, size=args.size, scale=args.scale, device=args.device, precision=args.precision,
-                  runs=runs, warmup=warmup, optimize=args.optimize)
+                  runs=runs, warmup=warmup, optimize=args.optimize, calibration=args.calib)
         for spec in args.models
     ]
     base = add_scores(results, args.baseline)
@@ -70,5 +75,5 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for r in results:
         mem = "n/a" if r.peak_mem_mb is None else f"{r.peak_mem_mb:.1f}"
         print(f"{r.model:<22} {r.scale:>5} {r.params:>10,} {r.macs / 1e9:>9.2f} {mem:>9} "
-              f"{r.runtime_ms:>10.1f} {r.score:>7.3f}  {r.backend}")
+              f"{r.runtime_ms:>10.1f} {r.score:>7.3f}  {r.path}")
     return 0

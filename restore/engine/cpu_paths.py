@@ -258,6 +258,7 @@ class OptimizedModel(nn.Module):
         self.precision = precision
         self.backend = backend
         self._session = session
+        self.int8_plan: Int8Plan | None = None  # int8: which convolutions run in int8 (plan_int8)
         self._cpu_net: nn.Module | None = None  # what runs CPU inputs on the torch backend
         if backend == "torch":
             self.source = source.to(memory_format=torch.channels_last)
@@ -383,10 +384,11 @@ def _conv_names(model_bytes: bytes) -> list[str]:
 
 
 def quantize_int8(model_bytes: bytes, inputs: Sequence[Tensor], *, keep_float: Sequence[str] = (),
-                  method: str = "minmax") -> bytes:
+                  method: str = "minmax", calibration_cache: str | Path | None = None) -> bytes:
     """Static int8 quantisation (QDQ) of the convolutions of an ONNX graph with ONNX Runtime: symmetric
     per-output-channel int8 weights, asymmetric per-tensor uint8 activations calibrated on ``inputs``.
-    ``keep_float``: conv node names left in float32."""
+    ``keep_float``: conv node names left in float32. ``calibration_cache``: a JSON file of activation ranges,
+    written by the first call and read by the next ones (one calibration pass for many plans)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -418,8 +420,100 @@ def quantize_int8(model_bytes: bytes, inputs: Sequence[Tensor], *, keep_float: S
             calibrate_method=methods[method], nodes_to_exclude=list(keep_float),
             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
                            "CalibPercentile": 99.999, "CalibTensorRangeSymmetric": False},
+            calibration_cache_path=None if calibration_cache is None else str(calibration_cache),
         )
         return dst.read_bytes()
+
+
+# Accuracy budget of the int8 path (issue 23): Y-PSNR cost <= 0.05 dB for SR, <= 0.1 dB for denoisers. Quantisation
+# noise q (MSE) added to a float32 error f costs 10 log10(1 + q / f) dB; f is taken at the highest PSNR a shipped
+# model of that kind reaches on the test sets (the strictest case), and half of the resulting q is allowed on the
+# calibration inputs (layer errors do not add up exactly, and test images are not calibration images).
+INT8_COST_DB = {"sr": 0.05, "denoise": 0.1}
+INT8_REFERENCE_PSNR = {2: 37.5, 3: 34.0, 4: 31.5}  # SR by scale; denoisers: DENOISE_REFERENCE_PSNR
+DENOISE_REFERENCE_PSNR = 33.0
+INT8_SAFETY = 0.5
+
+
+def int8_budget(meta: Any) -> float:
+    """Mean squared error (output in [0, 1], clipped) that int8 may add to the float32 output on the calibration
+    inputs for a model with ``meta``: the noise that costs ``INT8_COST_DB`` against a float32 error at
+    ``INT8_REFERENCE_PSNR``, times ``INT8_SAFETY``."""
+    psnr = INT8_REFERENCE_PSNR.get(int(meta.scale), 31.5) if meta.task == "sr" else DENOISE_REFERENCE_PSNR
+    cost = INT8_COST_DB.get(meta.task, INT8_COST_DB["sr"])
+    return INT8_SAFETY * 10 ** (-psnr / 10) * (10 ** (cost / 10) - 1)
+
+
+def _outputs(model_bytes: bytes, inputs: Sequence[Tensor], input_range: float, threads: int | None) -> list[np.ndarray]:
+    session = ort_session(model_bytes, threads)
+    return [np.clip(session.run(None, {"x": np.ascontiguousarray(t.numpy())})[0] / input_range, 0.0, 1.0)
+            for t in inputs]
+
+
+def _mse(outs: Sequence[np.ndarray], refs: Sequence[np.ndarray]) -> float:
+    return float(np.mean([np.mean((o.astype(np.float64) - r) ** 2) for o, r in zip(outs, refs, strict=True)]))
+
+
+class Int8Plan:
+    """Which convolutions of a graph run in int8: ``quantised`` / ``kept_float`` (node names), each candidate's
+    own error (``errors``: MSE vs float32 when it alone is quantised), the whole plan's ``mse`` on the calibration
+    inputs, and the ``budget`` it had to meet."""
+
+    def __init__(self, quantised: list[str], kept_float: list[str], errors: dict[str, float], mse: float,
+                 budget: float) -> None:
+        self.quantised, self.kept_float, self.errors, self.mse, self.budget = (quantised, kept_float, errors, mse,
+                                                                                budget)
+
+    def describe(self) -> str:
+        n = len(self.quantised) + len(self.kept_float)
+        return (f"{len(self.quantised)} of {n} convolutions in int8 (calibration MSE {self.mse:.2g}, budget "
+                f"{self.budget:.2g})")
+
+
+def plan_int8(model_bytes: bytes, inputs: Sequence[Tensor], *, budget: float, input_range: float = 1.0,
+              forced_float: Sequence[str] = (), method: str = "minmax",
+              threads: int | None = None) -> tuple[Int8Plan, bytes]:
+    """Mixed-precision int8 within an accuracy ``budget`` (MSE of the [0, 1]-clipped output vs float32 on
+    ``inputs``; ``math.inf``: every convolution but ``forced_float``). Each candidate convolution is quantised
+    alone and its error measured (sensitivity); the least sensitive are taken while their errors add up to at most
+    the budget; the whole plan is then measured, and while it exceeds the budget its most sensitive quantised
+    convolution goes back to float32. One calibration pass serves every trial. Returns the plan and its graph."""
+    convs = _conv_names(model_bytes)
+    candidates = [c for c in convs if c not in set(forced_float)]
+    with tempfile.TemporaryDirectory(prefix="restore_int8_plan_") as tmp:
+        cache = Path(tmp, "ranges.json")
+
+        def build(quantised: Sequence[str]) -> bytes:
+            return quantize_int8(model_bytes, inputs, keep_float=[c for c in convs if c not in set(quantised)],
+                                 method=method, calibration_cache=cache)
+
+        if math.isinf(budget):
+            graph = build(candidates)
+            return Int8Plan(candidates, [c for c in convs if c not in candidates], {}, math.nan, budget), graph
+        refs = _outputs(model_bytes, inputs, input_range, threads)
+        errors = {c: _mse(_outputs(build([c]), inputs, input_range, threads), refs) for c in candidates}
+        chosen: list[str] = []
+        total = 0.0
+        for c in sorted(candidates, key=errors.__getitem__):
+            if total + errors[c] <= budget:
+                chosen.append(c)
+                total += errors[c]
+        while True:
+            graph = build(chosen) if chosen else model_bytes
+            mse = _mse(_outputs(graph, inputs, input_range, threads), refs) if chosen else 0.0
+            if mse <= budget or not chosen:
+                break
+            chosen.pop()  # the most sensitive of those taken
+    kept = [c for c in convs if c not in chosen]
+    return Int8Plan([c for c in convs if c in chosen], kept, errors, mse, budget), graph
+
+
+def vnni(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether this x86 CPU has int8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX-INT8), which make int8
+    convolutions up to ~2-4x faster than float32; without them (AVX2 only) int8 runs on ``vpmaddubsw`` and gains
+    little or nothing (docs/kernels.md)."""
+    flags = cpu_info(cpuinfo)[1]
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & flags)
 
 
 # ------------------------------------------------------------------------------------------------ API
@@ -435,6 +529,7 @@ def optimize_for_inference(
     keep_edges_float: bool = True,
     calib_method: str = "minmax",
     graph: bytes | None = None,
+    int8_max_mse: float | None = None,
 ) -> OptimizedModel:
     """The fastest measured CPU path for ``model`` (see the module docstring).
 
@@ -443,7 +538,10 @@ def optimize_for_inference(
     directory (see :func:`calibration_inputs`), or model-space NCHW tensors used as they are (e.g.
     :func:`calibration_crops` of the inputs being processed). ``threads``: ONNX Runtime intra-op threads
     (default: torch's). ``keep_edges_float``: leave the first and last convolution in float32 (int8). ``graph``:
-    the deploy-form network already exported to ONNX (e.g. from the tuning cache), instead of exporting it."""
+    the deploy-form network already exported to ONNX (e.g. from the tuning cache), instead of exporting it.
+    ``int8_max_mse``: the accuracy budget of int8 (:func:`plan_int8`; None: :func:`int8_budget` of the model,
+    ``math.inf``: quantise every convolution but the edges); the convolutions whose quantisation would cost more
+    stay in float32 (``OptimizedModel.int8_plan`` says which)."""
     if precision not in CPU_PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(CPU_PRECISIONS)}; got {precision!r}")
     if backend not in CPU_BACKENDS:
@@ -467,7 +565,19 @@ def optimize_for_inference(
         inputs = _calibration_tensors(net.meta, calibration)
         convs = _conv_names(graph)
         keep = [convs[0], convs[-1]] if keep_edges_float and len(convs) > 2 else []
-        graph = quantize_int8(graph, inputs, keep_float=keep, method=calib_method)
+        budget = int8_budget(net.meta) if int8_max_mse is None else float(int8_max_mse)
+        plan, graph = plan_int8(graph, inputs, budget=budget, input_range=float(net.meta.input_range),
+                                forced_float=keep, method=calib_method, threads=threads)
+        if not plan.quantised:
+            log.warning("int8: no convolution of %s/%s can be quantised within the accuracy budget (MSE %.2g on the "
+                        "calibration inputs); it runs in float32", net.meta.family, net.meta.variant, budget)
+        else:
+            log.info("int8 plan for %s/%s: %s", net.meta.family, net.meta.variant, plan.describe())
+        if not vnni():
+            log.warning("int8 on a CPU without VNNI (AVX2 only) is rarely faster than float32 (docs/kernels.md)")
+        runner = OptimizedModel(net, precision=precision, backend="onnxruntime", session=ort_session(graph, threads))
+        runner.int8_plan = plan
+        return runner
     return OptimizedModel(net, precision=precision, backend="onnxruntime", session=ort_session(graph, threads))
 
 

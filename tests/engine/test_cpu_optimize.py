@@ -276,3 +276,48 @@ def _cfsr() -> nn.Module:
 
     torch.manual_seed(0)
     return CFSR(scale=2, embed_dim=16, depths=(1, 1))
+
+
+@needs_ort
+def test_int8_budget_is_the_psnr_cost_at_the_reference_error() -> None:
+    from restore.archs.dncnn import DnCNN
+    from restore.engine.cpu_paths import INT8_SAFETY, int8_budget
+
+    for scale, psnr in ((2, 37.5), (4, 31.5)):
+        q = int8_budget(ESPCN(scale=scale).meta)
+        f = 10 ** (-psnr / 10)
+        # the allowed noise, before the safety factor, costs exactly 0.05 dB against a float32 error f
+        assert 10 * np.log10(1 + q / INT8_SAFETY / f) == pytest.approx(0.05, rel=1e-9)
+    q = int8_budget(DnCNN(num_layers=3, num_features=8).meta)
+    assert 10 * np.log10(1 + q / INT8_SAFETY / 10 ** -3.3) == pytest.approx(0.1, rel=1e-9)
+
+
+@needs_ort
+def test_plan_int8_meets_its_budget_and_grows_with_it() -> None:
+    from restore.engine.cpu_paths import _conv_names, export_onnx, plan_int8
+
+    torch.manual_seed(0)
+    net = ESPCN(scale=2, features=(8, 4)).eval()
+    graph = export_onnx(net)
+    convs = _conv_names(graph)
+    inputs = calibration_inputs(net.meta, _images(2, 32), side=16)
+    none, g0 = plan_int8(graph, inputs, budget=0.0)
+    assert none.quantised == [] and none.kept_float == convs and g0 == graph and none.mse == 0.0
+    every, _ = plan_int8(graph, inputs, budget=float("inf"), forced_float=[convs[0]])
+    assert every.quantised == convs[1:] and every.kept_float == [convs[0]]
+    errors = sorted(none.errors.values())
+    assert len(errors) == len(convs) and all(e > 0 for e in errors)
+    some, _ = plan_int8(graph, inputs, budget=errors[0] * 1.01)  # room for the least sensitive convolution alone
+    assert some.mse <= some.budget and len(some.quantised) >= 1
+    assert some.quantised[0] == min(none.errors, key=none.errors.__getitem__) or len(some.quantised) > 1
+    assert "of 3 convolutions in int8" in some.describe()
+
+
+@needs_ort
+def test_optimize_int8_reports_its_plan() -> None:
+    net = ESPCN(scale=2, features=(8, 4)).eval()
+    q = optimize_for_inference(net, precision="int8", calibration=_images(), int8_max_mse=0.0)
+    assert q.int8_plan is not None and q.int8_plan.quantised == []
+    x = calibration_inputs(net.meta, _images(1, 24), downscale=False)[0]
+    with torch.no_grad():
+        assert (q(x) - net(x)).abs().max() < 1e-4  # nothing quantised: the float32 graph
