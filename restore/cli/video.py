@@ -153,6 +153,11 @@ def cmd_video(args: argparse.Namespace) -> int:
             raise
         print(f"restore: error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # the output side: a file where a folder is needed, no permission, disk full
+        if args.debug:
+            raise
+        print(f"restore: error: {args.input} -> {args.output}: {e.strerror or e}", file=sys.stderr)
+        return 1
     except Exception as e:
         if args.debug or not is_oom(e):
             raise

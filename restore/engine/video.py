@@ -557,7 +557,7 @@ def upscale_video(source: str | Path, output: str | Path | None, model: nn.Modul
     width, height = info.width * scale, info.height * scale
     writer = None
     if dst is not None:
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        io.ensure_folder(dst.parent)
         writer = io.VideoWriter(io.video_temp_path(dst), info=info, width=width, height=height, codec=codec,
                                 crf=io.DEFAULT_CRF if crf is None else crf,
                                 preset=io.DEFAULT_PRESET if preset is None else preset,

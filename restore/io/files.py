@@ -82,13 +82,25 @@ def publish(tmp: str | Path, final: str | Path, *, overwrite: bool) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def ensure_folder(folder: str | Path) -> Path:
+    """``mkdir -p folder``; when a file stands where a folder is needed, NotADirectoryError naming that file
+    (``mkdir(exist_ok=True)`` would raise FileExistsError, which callers read as "the output exists")."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # the folder itself, or a folder above it, is a file
+        blocker = next((a for a in (folder, *folder.parents) if os.path.lexists(a) and not a.is_dir()), folder)
+        raise NotADirectoryError(20, f"{blocker} is a file, not a folder", str(blocker)) from None
+    return folder
+
+
 @contextmanager
 def publishing(final: str | Path, *, overwrite: bool) -> Iterator[Path]:
     """``with publishing(path) as tmp: write(tmp)``: what the block writes to ``tmp`` becomes ``path`` when the
     block ends normally (:func:`publish`); when it raises, ``tmp`` is removed and ``path`` is untouched. The
     folder is created if needed; ``tmp`` has the usual permissions (umask), not ``mkstemp``'s 0600."""
     p = Path(final)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(p.parent)
     fd, name = tempfile.mkstemp(prefix=f".{p.stem[:TEMP_STEM_CHARS]}.", suffix=f".part{p.suffix}", dir=p.parent)
     os.close(fd)
     tmp = Path(name)

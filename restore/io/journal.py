@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from restore.io.files import ensure_folder
+
 JOURNAL_NAME = "restore-journal.jsonl"
 
 
@@ -46,7 +48,7 @@ class Journal:
         self._fd: int | None = None
 
     def __enter__(self) -> Journal:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_folder(self.path.parent)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         return self
 

@@ -166,3 +166,14 @@ def test_failed_block_leaves_nothing(tmp_path: Path) -> None:
         tmp.write_bytes(b"partial")
         raise RuntimeError("encoder failed")
     assert dst.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["f.png"]
+
+
+def test_ensure_folder_names_the_file_in_the_way(tmp_path: Path) -> None:
+    from restore.io.files import ensure_folder
+
+    assert ensure_folder(tmp_path / "a" / "b").is_dir()
+    (tmp_path / "f").write_text("x")
+    for target in (tmp_path / "f", tmp_path / "f" / "g" / "h"):
+        with pytest.raises(NotADirectoryError) as e:
+            ensure_folder(target)
+        assert e.value.filename == str(tmp_path / "f") and "is a file, not a folder" in e.value.strerror

@@ -102,3 +102,16 @@ def test_unreadable_image_exits_1_and_the_rest_is_processed(run_cli, espcn_pth: 
     r = run_cli("upscale", src, "--weights", espcn_pth, "-o", tmp_path / "out")
     assert_clean_failure(r, "b.png", rc=1)
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["a_x2.png"]
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_file_in_place_of_the_output_folder(run_cli, espcn_pth: Path, tmp_path: Path, overwrite: bool) -> None:
+    """A file where the output folder should be: a failure naming that file (exit 1), not "skipped: exists"."""
+    src = write_png(tmp_path / "a.png")
+    blocker = tmp_path / "out"
+    blocker.write_text("a file, not a folder")
+    r = run_cli("upscale", src, "--weights", espcn_pth, "-o", blocker / "sub" / "a_up.png",
+                *(["--overwrite"] if overwrite else []))
+    assert_clean_failure(r, "a.png", rc=1)
+    assert f"{blocker} is a file, not a folder" in r.error_lines[0] and "exists" not in r.error_lines[0]
+    assert blocker.read_text() == "a file, not a folder" and "1 failed" in r.out

@@ -78,3 +78,13 @@ def test_video_device_cuda_without_cuda(run_cli, espcn_pth: Path, tmp_path: Path
     src = clip(tmp_path / "a.mp4", n=3)
     r = run_cli("video", src, "--weights", espcn_pth, "--device", "cuda", "-o", tmp_path / "up.mp4")
     assert_clean_failure(r, "cuda", rc=2)
+
+
+def test_file_in_place_of_the_output_folder(run_cli, espcn_pth: Path, tmp_path: Path) -> None:
+    src = clip(tmp_path / "in.mp4", n=3)
+    blocker = tmp_path / "out"
+    blocker.write_text("a file")
+    r = run_cli("video", src, "--weights", espcn_pth, "-o", blocker / "up.mp4")
+    assert_clean_failure(r, src.name, rc=1)
+    assert f"{blocker} is a file, not a folder" in r.error_lines[0]
+    assert blocker.read_text() == "a file" and no_partial_files(tmp_path)
