@@ -642,10 +642,13 @@ def _close(y: Tensor, ref: Tensor, rtol: float = VERIFY_RTOL) -> bool:
 
 
 def fp32_path(model: nn.Module, backend: str, probe: Tensor, *, graph: bytes | None = None,
-              threads: int | None = None) -> nn.Module:
+              threads: int | None = None, verify: bool = True) -> nn.Module:
     """The float32 runner ``backend`` ("onnxruntime", "torch" or "eager") for ``model``, checked against the
     model on a crop of ``probe`` of at most ``VERIFY_SIDE`` px a side (as :func:`fastest_fp32` checks, without the
-    timing); eager when it cannot be built or disagrees (with a warning)."""
+    timing); eager when it cannot be built or disagrees (with a warning). ``verify=False`` skips that check: for a
+    choice read from the path cache, which :func:`fastest_fp32` verified on this machine for the same model bytes,
+    size bucket and library versions before storing it (the check runs the unfused model: most of a small job's
+    time after ``import torch``)."""
     eager = EagerModel(model)
     if backend == "eager":
         return eager
@@ -654,7 +657,7 @@ def fp32_path(model: nn.Module, backend: str, probe: Tensor, *, graph: bytes | N
         if backend == "onnxruntime" and not onnxruntime_available():
             raise ValueError("onnxruntime is not installed")
         runner = optimize_for_inference(model, precision="fp32", backend=backend, threads=threads, graph=graph)
-        if _close(runner(crop), eager(crop)):
+        if not verify or _close(runner(crop), eager(crop)):
             return runner
         log.warning("fp32 CPU path %r differs from the model's output; running eager", backend)
     except Exception as e:  # noqa: BLE001 - an optional path that cannot run leaves the model as given

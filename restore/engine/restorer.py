@@ -466,7 +466,7 @@ class Restorer:
                 backend = "torch"
             log.info("CPU fp32 path for %s/%s: %s (%s)", self.meta.family, self.meta.variant, backend,
                      "cached" if hit is not None else "default for small inputs, untimed")
-            return cpu.fp32_path(self.model, backend, probe, graph=graph)
+            return cpu.fp32_path(self.model, backend, probe, graph=graph, verify=hit is None)
         candidates = [c for c in cpu.FP32_CANDIDATES if c != "onnxruntime" or graph is not None]
         runner, times = cpu.fastest_fp32(self.model, probe, graph=graph, candidates=candidates)
         cache.store(shape, runner.backend, times)

@@ -58,6 +58,29 @@ def test_second_run_reuses_the_choice_and_the_graph(monkeypatch: pytest.MonkeyPa
     assert info["paths"]["entries"] == 1
 
 
+def test_cached_choice_is_not_verified_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fastest_fp32 verified the cached choice before storing it: a cache hit runs no eager reference (the unfused
+    model on a crop: most of a small job's time after ``import torch``); the small-input default still does."""
+    eager_runs = []
+    real_forward = cpu.EagerModel.forward
+
+    def counting(self, x):  # noqa: ANN001, ANN202
+        eager_runs.append(tuple(x.shape))
+        return real_forward(self, x)
+
+    monkeypatch.setattr(cpu.EagerModel, "forward", counting)
+    Restorer(_model(), device="cpu").run(_img(160))
+    assert eager_runs  # timed: the reference ran
+    eager_runs.clear()
+    r = Restorer(_model(), device="cpu")
+    r.run(_img(160))
+    assert eager_runs == [] or r.backend == "eager", eager_runs
+    eager_runs.clear()
+    small = Restorer(_model(), device="cpu")
+    small.run(_img(100))  # under SMALL_PROBE_PIXELS: the measured default, verified on the crop
+    assert eager_runs, "the untimed default must still be checked against the model"
+
+
 def test_other_weights_threads_or_size_bucket_measure_again(monkeypatch: pytest.MonkeyPatch) -> None:
     spy = _Spy(monkeypatch)
     Restorer(_model(0), device="cpu").run(_img(160))
