@@ -7,8 +7,8 @@ re-runs the same evaluation (:func:`restore.evaluate.evaluate_sr` / :func:`~rest
 what ``restore eval`` calls) for whatever entries the manifest holds now, within 0.005 dB. Every Set5 figure
 (seconds per model) and the default gray denoiser's Set12 σ25 figure (~20 s) are checked in every run; the other
 Set12 figures (~20-60 s each: seven of them took 400 s of a 15-minute CI budget) and the large sets (minutes per
-model, ~1 h 40 min for the whole manifest on one busy core) with ``RESTORE_FULL_SCORES=1``. Skips, saying which folder is missing, without
-../shared.
+model, ~1 h 40 min for the whole manifest on one busy core) with ``RESTORE_FULL_SCORES=1``. Skips, saying which
+folder is missing, without ../shared.
 
     RESTORE_FULL_SCORES=1 OMP_NUM_THREADS=1 .venv/bin/python -m pytest -q tests/test_shipped_scores.py
 """

@@ -14,6 +14,7 @@ gr = pytest.importorskip("gradio")
 
 from restore import Restorer, io, load_model  # noqa: E402
 from restore.web import app as webapp  # noqa: E402
+from restore.web import pictures  # noqa: E402
 from restore.web import ui as webui  # noqa: E402
 from tests.web.conftest import gradient_image  # noqa: E402
 
@@ -98,7 +99,7 @@ def test_denoise_with_added_noise(app: webapp.DemoApp, tmp_path: Path) -> None:
     (before, after), download, status = app.run_image(_png(tmp_path, img), "denoise", _key(app, "dncnn_tiny.pth"),
                                                       "none", "auto", "25", True)
     out = io.read_image(download["value"])
-    noisy = webapp.add_gaussian_noise(img, 25.0)
+    noisy = pictures.add_gaussian_noise(img, 25.0)
     assert out.shape == img.shape and Path(download["value"]).name == "in_denoised.png"
     np.testing.assert_array_equal(out, noisy)  # the zero DnCNN returns its (noisy) input
     np.testing.assert_array_equal(io.read_image(before), noisy)
@@ -175,12 +176,12 @@ def test_helpers() -> None:
     with pytest.raises(ValueError):
         webapp.parse_tile("big")
     deep = gradient_image(6, 5, dtype=np.uint16, channels=2)
-    noisy = webapp.add_gaussian_noise(deep, 15.0)
+    noisy = pictures.add_gaussian_noise(deep, 15.0)
     assert noisy.dtype == np.uint16 and np.array_equal(noisy[..., 1], deep[..., 1])  # alpha untouched
-    assert webapp.preview(np.zeros((400, 500, 3), np.uint8), 20_000).shape[:2] == (126, 158)
+    assert pictures.preview(np.zeros((400, 500, 3), np.uint8), 20_000).shape[:2] == (126, 158)
     small = gradient_image(50, 40, dtype=np.uint16)
-    assert webapp.before_preview(small, (160, 200, 3), 20_000).shape == (126, 158, 3)  # same size as the after
-    assert webapp.before_preview(small, (120, 150, 3), 20_000).shape == (120, 150, 3)
+    assert pictures.before_preview(small, (160, 200, 3), 20_000).shape == (126, 158, 3)  # same size as the after
+    assert pictures.before_preview(small, (120, 150, 3), 20_000).shape == (120, 150, 3)
 
     @webapp.readable_errors
     def boom() -> None:

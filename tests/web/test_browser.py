@@ -19,7 +19,7 @@ pytest.importorskip("gradio")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from restore import Restorer, io, load_model  # noqa: E402
-from restore.web.app import make_example  # noqa: E402
+from restore.web.pictures import make_example  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 from tests.web.conftest import free_port  # noqa: E402
 
