@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import io as pyio
+import os
 import re
 import time
 import urllib.error
@@ -170,6 +171,8 @@ def test_memory_bounded_over_mixed_requests(live: Live, files: dict[str, Path]) 
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("RESTORE_SOAK") != "1", reason="a 300-request soak (60-150 s on 2 cores; the "
+                    "50-request test above runs in every run): RESTORE_SOAK=1 runs it")
 def test_memory_bounded_over_many_mixed_requests(live: Live, files: dict[str, Path]) -> None:
-    """The same over 300 requests (about 80 s on a small machine)."""
+    """The same over 300 requests (60-150 s on a 2-core machine)."""
     _memory_stays_bounded(live, files, 300)
