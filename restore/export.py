@@ -72,7 +72,8 @@ def build_training_network(path: str | Path, key: str | None = None) -> tuple[nn
     return net.eval(), used
 
 
-def export(weights: str | Path, output: str | Path, *, fuse: bool = False, key: str | None = None) -> ExportResult:
+def export(weights: str | Path, output: str | Path, *, fuse: bool = False, key: str | None = None,
+           overwrite: bool = True) -> ExportResult:
     from restore.archs.lora import ConvLoRA
     from restore.train.checkpoint import atomic_save
     from restore.train.networks import deploy_state_dict, to_deploy
@@ -83,7 +84,7 @@ def export(weights: str | Path, output: str | Path, *, fuse: bool = False, key: 
     deploy = to_deploy(net, fuse=fuse)
     sd = deploy_state_dict(deploy)
     out = Path(output)
-    atomic_save(sd, out)
+    atomic_save(sd, out, overwrite=overwrite)
     loaded = build_from_state_dict(sd, source=str(out))
     meta = loaded.meta
     gen = torch.Generator().manual_seed(0)
@@ -128,7 +129,7 @@ def onnx_metadata(meta: Any) -> dict[str, str]:
 
 
 def export_onnx(weights: str | Path, output: str | Path, *, key: str | None = None, fp16: bool = False,
-                opset: int = 17) -> OnnxExportResult:
+                opset: int = 17, overwrite: bool = True) -> OnnxExportResult:
     """``restore export --onnx``: the fused deploy form as an ONNX graph with dynamic batch / height / width and
     the model's conventions in its metadata; checked with ONNX Runtime against PyTorch at several odd sizes
     (fp32: within ``ONNX_TOLERANCE``). ``fp16``: weights and arithmetic in float16 (inputs and outputs stay
@@ -157,7 +158,7 @@ def export_onnx(weights: str | Path, output: str | Path, *, key: str | None = No
     onnx.helper.set_model_props(model, props)
     data = model.SerializeToString()
     diff, sizes = _check_onnx(deploy, data, meta, strict=not fp16)
-    publish_bytes(Path(output), data, overwrite=True)
+    publish_bytes(Path(output), data, overwrite=overwrite)
     desc = f"{meta.family} {meta.variant} x{meta.scale} ({meta.task}), {meta.params:,d} parameters"
     return OnnxExportResult(output=Path(output), description=desc, source_key=used, opset=opset, fp16=fp16,
                             max_abs_diff=diff, sizes=sizes, metadata=props)

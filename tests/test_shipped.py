@@ -106,6 +106,25 @@ def test_denoise_with_no_model_named_handles_gray_and_colour(tmp_path: Path) -> 
     assert r.returncode == 0, r.stderr
     assert io.read_image(tmp_path / "out" / "g_denoised.png").shape == (19, 23)
     assert io.read_image(tmp_path / "out" / "c_denoised.png").shape == (19, 23, 3)
+    summary = r.stdout.strip().splitlines()[-1]  # names both models that ran, never "pending"
+    for color in ("gray", "rgb"):
+        m = load_model(SHIPPED_DIR / str(_default("denoise", sigma="blind", color=color)["file"])).meta
+        assert f"{m.family}/{m.variant} x1, cpu, fp32" in summary, summary
+    assert "pending" not in summary
+
+
+def test_summary_names_the_model_the_size_picked(tmp_path: Path) -> None:
+    """--width 64 on a 32-px-wide image runs the x2 default: the summary names it, not the x4 loaded first."""
+    x2 = _default("sr", scale=2, color="rgb")
+    if x2 is None or _default("sr", scale=4, color="rgb") is None:
+        pytest.skip("needs the shipped x2 and x4 defaults")
+    io.write_image(tmp_path / "a.png", np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8))
+    r = subprocess.run([restore_exe(), "upscale", "a.png", "--width", "64"], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    m = load_model(SHIPPED_DIR / str(x2["file"])).meta
+    summary = r.stdout.strip().splitlines()[-1]
+    assert f"[{m.family}/{m.variant} x2, cpu, fp32 " in summary and "pending" not in summary, summary
 
 
 def test_manifest_path_is_inside_the_package() -> None:

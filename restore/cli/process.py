@@ -142,13 +142,14 @@ class Tally:
     def __init__(self, failed: int = 0) -> None:
         self.done, self.failed, self.skipped = 0, failed, 0
         self.megapixels = 0.0
-        self.path = ""  # the Restorer path of the first written image (the Ray summary's)
+        self.paths: list[str] = []  # model and CPU/GPU path of the written images, each once, in order
 
     def report(self, outcome: Any) -> None:
         if outcome.status == "written":
             self.done += 1
             self.megapixels += outcome.megapixels
-            self.path = self.path or outcome.path
+            if outcome.path and outcome.path not in self.paths:
+                self.paths.append(outcome.path)
             print(outcome.message)
         elif outcome.status == "skipped":
             self.skipped += 1
@@ -158,6 +159,10 @@ class Tally:
             _say("error", outcome.message)
 
     def summary(self, secs: float, model: str, how: str) -> str:
+        """The last line: counts, rate, and in brackets the model(s) and path(s) that wrote the outputs (``model``
+        and ``how`` when nothing was written: the model the run loaded first)."""
+        if self.paths:
+            model, how = "; ".join(self.paths), how
         extra = (f", {self.skipped} skipped (output exists; --overwrite replaces it)" if self.skipped else "") + (
             f", {self.failed} failed" if self.failed else "")
         rate = f" ({self.megapixels / secs:.2f} output MP/s)" if self.done and secs else ""
@@ -219,9 +224,7 @@ def _process_here(jobs: Any, todo: list[Any], choice: Any, first: tuple[Path, An
     for job in tqdm(todo, desc=task, unit="img", disable=True if len(todo) < 2 else None, leave=False):
         tally.report(process_file(job, runners, options, guard=guard, on_note=lambda m: _say("note", m)))
     secs = time.perf_counter() - t0
-    runner = runners.first
-    how = f", {runner.device}, {runner.precision} {runner.backend}" if tally.done else f", {runner.device}"
-    print(tally.summary(secs, model_name, how))
+    print(tally.summary(secs, model_name, "" if tally.paths else f", {runners.first.device}"))
     return 1 if tally.failed else 0
 
 
@@ -275,6 +278,5 @@ def _process_on_ray(args: argparse.Namespace, jobs: Any, todo: list[Any], choice
             finally:
                 ray_batch.remove_partials([j for j in send if j not in reported])
     secs = time.perf_counter() - t_start
-    path = f", {tally.path}" if tally.path else f", {args.device}"
-    print(tally.summary(secs, model_name, path + how))
+    print(tally.summary(secs, model_name, how if tally.paths else f", {args.device}{how}"))
     return 1 if tally.failed else 0

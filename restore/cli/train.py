@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -58,14 +59,42 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 0
 
 
+ONNX_SUFFIXES = (".onnx",)
+TORCH_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
+
+
+def check_export_output(args: argparse.Namespace) -> None:
+    """Usage errors of ``restore export -o`` (exit 2, before any work): a folder, the input checkpoint itself,
+    an existing file without ``--overwrite``, a name whose suffix says the other format."""
+    import os
+
+    from restore.io.files import same_file
+
+    out = Path(args.output)
+    if str(args.output).endswith(("/", os.sep)) or out.is_dir():
+        raise ValueError(f"-o {args.output}: is a folder; give a file name (e.g. {out / 'model'}"
+                         f"{'.onnx' if args.onnx else '.pth'})")
+    if os.path.lexists(out) and os.path.lexists(args.weights) and same_file(out, args.weights):
+        raise ValueError(f"-o {args.output}: is the input checkpoint; choose another name")
+    suffix = out.suffix.lower()
+    if suffix in ONNX_SUFFIXES and not args.onnx:
+        raise ValueError(f"-o {args.output}: an .onnx name needs --onnx (without it the output is a PyTorch state "
+                         "dict: name it .pth)")
+    if suffix in TORCH_SUFFIXES and args.onnx:
+        raise ValueError(f"-o {args.output}: --onnx writes an ONNX graph; name it .onnx")
+    if os.path.lexists(out) and not args.overwrite:
+        raise ValueError(f"-o {args.output}: exists (use --overwrite)")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
+    check_export_output(args)
     if args.onnx:
         return _export_onnx(args)
     if args.fp16 or args.opset is not None:
         raise ValueError("--fp16 and --opset are for --onnx")
     from restore.export import export
 
-    res = export(args.weights, args.output, fuse=args.fuse, key=args.key)
+    res = export(args.weights, args.output, fuse=args.fuse, key=args.key, overwrite=args.overwrite)
     extra = f", {res.lora_merged} ConvLoRA layers merged" if res.lora_merged else ""
     print(f"{args.weights} [{res.source_key}] -> {res.output}: {res.description}{extra} "
           f"(max |diff| vs trained {res.max_abs_diff:.2e})")
@@ -113,6 +142,7 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--key", choices=("params_ema", "params"), default=None,
                    help="which weights (default: params_ema when present)")
     p.add_argument("-o", "--output", required=True, help="output .pth (flat state dict), or .onnx with --onnx")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file (never the input)")
     p.add_argument("--onnx", action="store_true",
                    help="write the fused deploy form as ONNX (dynamic batch/height/width; the model's conventions "
                         "in its metadata), checked with ONNX Runtime against PyTorch")
@@ -129,7 +159,8 @@ def _export_onnx(args: argparse.Namespace) -> int:
     if not onnxruntime_available():
         print("restore: error: --onnx needs the onnx extra: pip install 'restore[onnx]'", file=sys.stderr)
         return 2
-    res = export_onnx(args.weights, args.output, key=args.key, fp16=args.fp16, opset=args.opset or 17)
+    res = export_onnx(args.weights, args.output, key=args.key, fp16=args.fp16, opset=args.opset or 17,
+                      overwrite=args.overwrite)
     sizes = ", ".join(f"{h}x{w}" for h, w in res.sizes)
     check = (f"ONNX Runtime vs PyTorch max |diff| {res.max_abs_diff:.2e} at {sizes}" if res.sizes
              else "not run by the CPU runtime (fp16)")

@@ -227,7 +227,9 @@ def _size(a: np.ndarray) -> tuple[int, int]:
 
 
 def _path_of(runner: Restorer) -> str:
-    return f"{runner.device}, {runner.precision} {runner.backend}"
+    """The model and path that made an output, as the run's summary names it."""
+    m = runner.meta
+    return f"{m.family}/{m.variant} x{m.scale}, {runner.device}, {runner.precision} {runner.backend}"
 
 
 def _run(runner: Restorer, img: np.ndarray, src: Path, progress: bool) -> np.ndarray:

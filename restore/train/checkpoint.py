@@ -27,10 +27,10 @@ from restore.io import files
 _STATE_RE = re.compile(r"^(\d+)\.state$")
 
 
-def atomic_save(obj: Any, path: str | Path) -> Path:
+def atomic_save(obj: Any, path: str | Path, *, overwrite: bool = True) -> Path:
     """``torch.save`` to ``path`` atomically (:func:`restore.io.files.publishing`: temp file in the same folder,
-    fsync, rename, folder fsync)."""
-    with files.publishing(path, overwrite=True) as tmp:
+    fsync, rename, folder fsync); ``overwrite=False``: FileExistsError when ``path`` exists, left alone."""
+    with files.publishing(path, overwrite=overwrite) as tmp:
         torch.save(obj, tmp)
     return Path(path)
 

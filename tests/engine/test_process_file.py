@@ -54,7 +54,8 @@ def test_written_outcome_and_output(runners: Runners, tmp_path: Path) -> None:
     assert o.status == "written", o
     assert o.message == f"{job.src} -> {job.dst} (10x12 -> 20x24)"
     assert (o.in_size, o.out_size) == ((10, 12), (20, 24)) and o.megapixels == pytest.approx(480 / 1e6)
-    assert o.path == "cpu, fp32 eager" and o.seconds > 0 and notes == []
+    m = runners.first.meta
+    assert o.path == f"{m.family}/{m.variant} x2, cpu, fp32 eager" and o.seconds > 0 and notes == []
     expected = runners.first.run(io.read_image(job.src))
     assert np.array_equal(io.read_image(job.dst), expected)
 
