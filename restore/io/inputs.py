@@ -118,6 +118,7 @@ def plan(inputs: Sequence[str], *, out: str | None, suffix: str, recursive: bool
     """The jobs for ``inputs`` (see the module docstring); inputs that name nothing go to ``errors``."""
     res = Plan()
     found: list[tuple[Path, Path]] = []  # (file, path relative to its root)
+    named: set[str] = set()  # files named one by one (never dropped below: the user asked for them)
     for item in inputs:
         p = Path(item)
         if p.is_dir():
@@ -128,6 +129,7 @@ def plan(inputs: Sequence[str], *, out: str | None, suffix: str, recursive: bool
                                                                        " (use -r to include subfolders)"))
         elif p.exists() or p.is_symlink():
             found.append((p, Path(p.name)))
+            named.add(_key(p))
         elif any(c in item for c in GLOB_CHARS):
             root = _glob_root(item)
             matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
@@ -140,6 +142,14 @@ def plan(inputs: Sequence[str], *, out: str | None, suffix: str, recursive: bool
     seen: set[str] = set()
     kept = [(f, rel) for f, rel in found
             if (not include or _matches(rel, include)) and not (exclude and _matches(rel, exclude))]
+    out_dir = Path(out) if out is not None and (Path(out).is_dir() or not Path(out).suffix) else None
+    if out_dir is not None:  # an output folder inside an input folder: its files are earlier results, not inputs
+        inside = [f for f, _ in kept if _key(f) not in named and _under(f, out_dir)]
+        if inside:
+            res.notes.append(f"{len(inside)} image(s) in the output folder {out_dir} not read as inputs "
+                             f"(e.g. {inside[0]})")
+            gone = {_key(f) for f in inside}
+            kept = [(f, rel) for f, rel in kept if _key(f) not in gone]
     for f, rel in kept:
         key = os.path.normcase(os.path.abspath(f))
         if key in seen:  # named twice (a file and its folder, two overlapping globs): once is enough
@@ -148,7 +158,26 @@ def plan(inputs: Sequence[str], *, out: str | None, suffix: str, recursive: bool
         res.jobs.append(Job(f, Path(), rel))
     single = len(res.jobs) == 1 and len(inputs) == 1 and not Path(inputs[0]).is_dir()
     res.jobs = [Job(j.src, output_for(j.src, j.rel, out, suffix, single=single), j.rel) for j in res.jobs]
+    # a file found in a folder or by a glob that another input of this run writes (the result of an earlier run
+    # next to its input): not an input again (it would become a_x4_x4.png and block a.png -> a_x4.png)
+    outputs = {_key(j.dst): j.src for j in res.jobs}
+    again = [j for j in res.jobs if _key(j.src) in outputs and _key(j.src) not in named]
+    if again:
+        res.notes.append(f"{len(again)} image(s) not read as inputs: this run writes them (e.g. {again[0].src}, "
+                         f"the output of {outputs[_key(again[0].src)]})")
+        res.jobs = [j for j in res.jobs if j not in again]
     return res
+
+
+def _key(p: Path) -> str:
+    return os.path.normcase(os.path.abspath(p))
+
+
+def _under(f: Path, folder: Path) -> bool:
+    try:
+        return Path(os.path.abspath(f)).is_relative_to(os.path.abspath(folder))
+    except (OSError, ValueError):
+        return False
 
 
 def shard_of(rel: Path, count: int) -> int:

@@ -84,3 +84,35 @@ def test_shard_from_env_rejects_what_names_no_shard(env: dict[str, str], name: s
     with pytest.raises(ValueError, match="--shard K/N") as e:
         shard_from_env(env)
     assert name in str(e.value) and "\n" not in str(e.value)
+
+
+def _touch(*paths: Path) -> None:
+    for p in paths:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"")
+
+
+def test_a_rerun_does_not_take_its_own_outputs_as_inputs(tmp_path: Path) -> None:
+    from restore.io.inputs import plan
+
+    src = tmp_path / "src"
+    _touch(src / "a.png", src / "a_x4.png", src / "b.png")  # a_x4.png: what an earlier run wrote next to a.png
+    p = plan([str(src)], out=None, suffix="_x4")
+    assert [j.src.name for j in p.jobs] == ["a.png", "b.png"]
+    assert [j.dst.name for j in p.jobs] == ["a_x4.png", "b_x4.png"]
+    assert any("not read as inputs: this run writes them" in n and "a_x4.png" in n for n in p.notes)
+    # named one by one, it is an input (the guard then refuses a.png -> a_x4.png: never an overwritten input)
+    named = plan([str(src / "a.png"), str(src / "a_x4.png")], out=None, suffix="_x4")
+    assert [j.src.name for j in named.jobs] == ["a.png", "a_x4.png"]
+
+
+def test_an_output_folder_inside_the_input_folder_is_not_read(tmp_path: Path) -> None:
+    from restore.io.inputs import plan
+
+    src = tmp_path / "src"
+    _touch(src / "a.png", src / "sub" / "b.png", src / "out" / "a_x2.png", src / "out" / "sub" / "b_x2.png")
+    p = plan([str(src)], out=str(src / "out"), suffix="_x2", recursive=True)
+    assert sorted(j.rel.as_posix() for j in p.jobs) == ["a.png", "sub/b.png"]
+    assert any("in the output folder" in n for n in p.notes)
+    elsewhere = plan([str(src)], out=str(tmp_path / "elsewhere"), suffix="_x2", recursive=True)
+    assert len(elsewhere.jobs) == 4 and not elsewhere.notes

@@ -115,3 +115,17 @@ def test_file_in_place_of_the_output_folder(run_cli, espcn_pth: Path, tmp_path: 
     assert_clean_failure(r, "a.png", rc=1)
     assert f"{blocker} is a file, not a folder" in r.error_lines[0] and "exists" not in r.error_lines[0]
     assert blocker.read_text() == "a file, not a folder" and "1 failed" in r.out
+
+
+def test_rerun_on_a_folder_skips_and_writes_nothing_new(run_cli, espcn_pth: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_png(src / "a.png")
+    write_png(src / "b.png", seed=1)
+    assert run_cli("upscale", src, "--weights", espcn_pth).rc == 0
+    first = digest(src)
+    r = run_cli("upscale", src, "--weights", espcn_pth)
+    assert r.rc == 0 and "2 skipped" in r.out and "not read as inputs" in r.err, r.err
+    assert "would overwrite an input" not in r.err and digest(src) == first  # no a_x2_x2.png
+    for _ in range(2):
+        assert run_cli("upscale", src, "-r", "-o", src / "out", "--weights", espcn_pth).rc == 0
+    assert not (src / "out" / "out").exists()
