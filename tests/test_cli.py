@@ -62,3 +62,12 @@ def test_usage_errors_exit_2_with_one_line(workdir: Path) -> None:
     assert r.returncode == 2 and "restore upscale" in r.stderr
     r = _run("upscale", "in/a.png", "--weights", "espcn.pth", "--tile", "3", cwd=workdir)
     assert r.returncode == 2
+
+
+@pytest.mark.parametrize("sigma", ["nan", "inf", "-5", "300", "abc"])
+def test_eval_sigma_must_be_a_noise_level(sigma: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from restore.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "--data", ".", "--sigma", sigma])
+    assert e.value.code == 2 and "expected a noise level from 0 to 255" in capsys.readouterr().err

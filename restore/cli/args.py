@@ -21,6 +21,17 @@ def positive(value: str) -> int:
     return n
 
 
+def noise_level(value: str) -> float:
+    """A Gaussian noise level on the 0-255 scale: a finite number from 0 to 255."""
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a noise level from 0 to 255, not {value!r}") from None
+    if not (0 <= v <= 255):  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected a noise level from 0 to 255, not {value!r}")
+    return v
+
+
 def port(value: str) -> int:
     n = positive(value)
     if n > 65535:

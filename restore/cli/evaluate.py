@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from restore.cli.args import add_model_args, add_precision_args, resolved_precision
+from restore.cli.args import add_model_args, add_precision_args, noise_level, resolved_precision
 
 
 def add_parsers(sub: Any) -> None:
@@ -18,7 +18,7 @@ def add_parsers(sub: Any) -> None:
     add_model_args(p, required=False, device="cpu")
     p.add_argument("--data", required=True, help="HR/+LR_bicubic/X{S}/, image_SRF_{S}/, or HR images")
     p.add_argument("--scale", type=int, choices=(2, 3, 4), help="SR scale (default: the model's)")
-    p.add_argument("--sigma", type=float, help="denoising: Gaussian noise level on the 0-255 scale")
+    p.add_argument("--sigma", type=noise_level, help="denoising: Gaussian noise level on the 0-255 scale")
     p.add_argument("--seed", type=int, default=0, help="noise seed, reset per image (default 0)")
     add_precision_args(p, default="fp32")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -49,14 +49,15 @@ class Sizing:
     def active(self) -> bool:
         return any(v is not None for v in (self.outscale, self.width, self.height))
 
-    def target(self, img: np.ndarray) -> Target | None:
-        """The final size for ``img`` (None: the network's output as it is); ValueError for impossible sizes."""
+    def target(self, img: np.ndarray, *, limit: bool = True) -> Target | None:
+        """The final size for ``img`` (None: the network's output as it is); ValueError for impossible sizes and,
+        with ``limit``, for sizes over :data:`restore.engine.resample.MAX_OUTPUT_PIXELS`."""
         if not self.active:
             return None
         from restore.engine.resample import target_size
 
         return target_size(img.shape[0], img.shape[1], outscale=self.outscale, width=self.width,
-                           height=self.height, fit=self.fit)
+                           height=self.height, fit=self.fit, limit=limit)
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class ModelChoice:
 
     def check_sizing(self) -> None:
         """One-line usage errors of ``--outscale/--width/--height`` before any work."""
-        self.sizing.target(np.zeros((8, 8), np.uint8))
+        self.sizing.target(np.zeros((8, 8), np.uint8), limit=False)  # the size limit needs the real image
 
     def load_first(self) -> tuple[Path, Any]:
         """The first checkpoint and its network, checked against the task and ``scale`` (ValueError otherwise)."""
@@ -257,6 +258,8 @@ def preflight(job: Job, options: ProcessOptions, guard: InputGuard | None = None
     src, dst = job.src, job.dst
     if guard is not None and guard.is_input(dst):
         return Outcome("failed", f"{src}: output {dst} would overwrite an input; choose -o or --suffix")
+    if os.path.isdir(dst):
+        return Outcome("failed", f"{src}: the output name {dst} is a folder; use -o DIR or --suffix for another name")
     if os.path.lexists(dst) and not options.overwrite:
         return Outcome("skipped", f"{src}: {dst} exists (use --overwrite)")
     return None
@@ -285,9 +288,9 @@ def process_file(job: Job, runner_for: Callable[[np.ndarray], Restorer], options
         img, info = io.read_image_info(src, allow_large=options.allow_large)
         for n in info.notes:
             note(f"{src}: {n}")
+        target = options.sizing.target(img)  # an impossible size fails before the network runs
         runner = runner_for(img)
         out = _run(runner, img, src, options.tiles_progress)
-        target = options.sizing.target(img)
         if target is not None:
             from restore.engine.resample import resample
 

@@ -32,8 +32,25 @@ class Target:
         return (self.crop[2], self.crop[3]) if self.crop else (self.height, self.width)
 
 
+MAX_OUTPUT_PIXELS = 1 << 30  # 1 gigapixel (e.g. 32768 x 32768): a float32 RGB working copy is 12 GiB already
+
+
 def target_size(h: int, w: int, *, outscale: float | None = None, width: int | None = None,
-                height: int | None = None, fit: str = "contain") -> Target | None:
+                height: int | None = None, fit: str = "contain", limit: bool = True) -> Target | None:
+    """:func:`_target_size`, refused (ValueError, before any work) when it is over ``MAX_OUTPUT_PIXELS`` (with
+    ``limit``; without it only the values are checked, e.g. on a stand-in image before the inputs are read)."""
+    try:
+        t = _target_size(h, w, outscale=outscale, width=width, height=height, fit=fit)
+    except OverflowError:  # outscale 1e308: h * outscale is infinite
+        raise ValueError(f"the requested size is too large (over {MAX_OUTPUT_PIXELS / 1e6:.0f} MP)") from None
+    if limit and t is not None and t.height * t.width > MAX_OUTPUT_PIXELS:
+        raise ValueError(f"the requested size {t.width}x{t.height} ({t.width * t.height / 1e6:.0f} MP) is over the "
+                         f"{MAX_OUTPUT_PIXELS / 1e6:.0f} MP output limit")
+    return t
+
+
+def _target_size(h: int, w: int, *, outscale: float | None = None, width: int | None = None,
+                 height: int | None = None, fit: str = "contain") -> Target | None:
     """The size an ``h`` x ``w`` input should come out at; None when nothing was asked (the network's scale).
 
     ``outscale``: both sides times F (rounded). ``width`` or ``height`` alone: that side, the other keeping the

@@ -546,10 +546,10 @@ def upscale_video(source: str | Path, output: str | Path | None, model: nn.Modul
                                 f"{', '.join(io.VIDEO_SUFFIXES)}")
         if not info.live and io.same_file(src, dst):
             raise io.VideoError(f"{dst}: the output would overwrite the input")
+        if dst.is_dir():
+            raise io.VideoError(f"{dst}: is a folder; give a file name (e.g. {dst / 'out'}{dst.suffix})")
         if dst.exists() and not overwrite:
             raise io.VideoError(f"{dst}: exists (use --overwrite)")
-        if dst.is_dir():
-            raise io.VideoError(f"{dst}: is a directory")
     known = 0 if info.live else info.estimated_frames()
     if segment is not None:
         known = segment.frames

@@ -425,6 +425,8 @@ def upscale_video_segments(source: str | Path, output: str | Path, model: nn.Mod
         raise ValueError(f"{src}: segments need a file, not a live source")
     if dst.exists() and same_file(src, dst):
         raise VideoError(f"{dst}: the output would overwrite the input")
+    if dst.is_dir():
+        raise VideoError(f"{dst}: is a folder; give a file name (e.g. {dst / 'out'}{dst.suffix})")
     if dst.exists() and not overwrite:
         raise VideoError(f"{dst}: exists (use --overwrite)")
     t0 = time.perf_counter()

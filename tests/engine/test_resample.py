@@ -81,3 +81,26 @@ def test_cli_picks_the_smallest_scale_that_reaches_the_size(tmp_path, monkeypatc
     capsys.readouterr()
     assert main(["upscale", str(src), "--outscale", "2", "--width", "9"]) == 2
     assert "cannot be combined" in capsys.readouterr().err
+
+
+def test_sizes_over_the_output_limit_are_refused() -> None:
+    from restore.engine.resample import MAX_OUTPUT_PIXELS
+
+    with pytest.raises(ValueError, match="too large"):
+        target_size(24, 32, outscale=1e308)
+    with pytest.raises(ValueError, match=r"3000000000x2250000000 .* output limit"):
+        target_size(24, 32, width=3_000_000_000)
+    assert target_size(24, 32, width=3_000_000_000, limit=False).width == 3_000_000_000  # values only
+    side = int(MAX_OUTPUT_PIXELS**0.5)
+    assert target_size(8, 8, width=side, height=side, fit="stretch").width == side  # at the limit: fine
+
+
+def test_a_size_over_the_limit_fails_that_file(tmp_path) -> None:  # noqa: ANN001
+    from restore.cli import main
+
+    src = tmp_path / "a.png"
+    from restore import io
+
+    io.write_image(src, np.zeros((24, 32, 3), np.uint8))
+    assert main(["upscale", str(src), "--model", "espcn_x2", "--width", "3000000000"]) == 1
+    assert list(tmp_path.iterdir()) == [src]

@@ -129,3 +129,14 @@ def test_rerun_on_a_folder_skips_and_writes_nothing_new(run_cli, espcn_pth: Path
     for _ in range(2):
         assert run_cli("upscale", src, "-r", "-o", src / "out", "--weights", espcn_pth).rc == 0
     assert not (src / "out" / "out").exists()
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_folder_at_the_output_name_is_a_failure_not_a_skip(run_cli, espcn_pth: Path, tmp_path: Path,
+                                                            overwrite: bool) -> None:
+    src = write_png(tmp_path / "a.png")
+    (tmp_path / "a_x2.png").mkdir()
+    r = run_cli("upscale", src, "--weights", espcn_pth, *(["--overwrite"] if overwrite else []))
+    assert_clean_failure(r, "a.png", rc=1)
+    assert "is a folder" in r.error_lines[0] and "exists" not in r.error_lines[0]
+    assert (tmp_path / "a_x2.png").is_dir()

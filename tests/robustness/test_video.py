@@ -88,3 +88,12 @@ def test_file_in_place_of_the_output_folder(run_cli, espcn_pth: Path, tmp_path: 
     assert_clean_failure(r, src.name, rc=1)
     assert f"{blocker} is a file, not a folder" in r.error_lines[0]
     assert blocker.read_text() == "a file" and no_partial_files(tmp_path)
+
+
+def test_a_folder_at_the_output_name(run_cli, espcn_pth: Path, tmp_path: Path) -> None:
+    src = clip(tmp_path / "in.mp4", n=3)
+    (tmp_path / "up.mp4").mkdir()
+    for extra in ([], ["--overwrite"]):
+        r = run_cli("video", src, "--weights", espcn_pth, "-o", tmp_path / "up.mp4", *extra)
+        assert_clean_failure(r, "up.mp4", rc=1)
+        assert "is a folder" in r.error_lines[0]
