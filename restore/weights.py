@@ -128,10 +128,16 @@ def _is_torch_zip(p: Path) -> bool:
 
 
 def check_finite(state_dict: Mapping[str, torch.Tensor], *, source: str) -> None:
-    """Refuse weights with NaN or infinite values (they would run and write garbage): ModelLoadError naming the
+    """Refuse weights with NaN or infinite values, and weights and biases that are not real floating point (an
+    integer or complex copy would be cast silently and run to a wrong image; integer buffers such as BatchNorm's
+    ``num_batches_tracked`` or a transformer's ``relative_position_index`` are fine): ModelLoadError naming the
     first such tensor."""
     for name, t in state_dict.items():
-        if t.is_floating_point() or t.is_complex():
+        last = name.rsplit(".", 1)[-1]
+        if t.is_complex() or (not t.is_floating_point() and last.startswith(("weight", "bias", "lora_"))):
+            raise ModelLoadError(f"{source}: tensor {name!r} is {str(t.dtype).removeprefix('torch.')}, not floating "
+                                 "point; these are not a network's weights as trained (export float weights)")
+        if t.is_floating_point():
             if not bool(torch.isfinite(t).all()):
                 bad = int((~torch.isfinite(t)).sum())
                 raise ModelLoadError(f"{source}: tensor {name!r} has {bad} NaN/infinite value(s); the checkpoint "

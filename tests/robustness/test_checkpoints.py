@@ -8,6 +8,7 @@ import gzip
 import io as pyio
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -88,6 +89,25 @@ def test_non_finite_weights_are_refused_with_the_tensor_name(corpus) -> None:
     for bad in ("nan", "inf"):
         with pytest.raises(ModelLoadError, match=r"tensor 'conv2\.weight' has 1 NaN/infinite value"):
             load_model(files[bad])
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.int64, torch.bool, torch.complex64])
+def test_weights_that_are_not_real_floats_are_refused(espcn_pth: Path, tmp_path: Path, dtype: torch.dtype) -> None:
+    sd = read_state_dict(espcn_pth)
+    bad = tmp_path / "cast.pth"
+    torch.save({k: v.to(dtype) for k, v in sd.items()}, bad)
+    first = next(iter(sd))
+    with pytest.raises(ModelLoadError, match=rf"cast\.pth: tensor '{re.escape(first)}' is .*not floating point"):
+        load_model(bad)
+
+
+def test_integer_buffers_are_allowed() -> None:
+    from restore.weights import check_finite
+
+    check_finite({"bn.weight": torch.ones(2), "bn.num_batches_tracked": torch.tensor(7),
+                  "attn.relative_position_index": torch.arange(4)}, source="x")
+    with pytest.raises(ModelLoadError, match="int64"):
+        check_finite({"bn.weight": torch.ones(2, dtype=torch.int64)}, source="x")
 
 
 def test_directory_and_kinds_are_described(corpus) -> None:
