@@ -71,3 +71,14 @@ def test_eval_sigma_must_be_a_noise_level(sigma: str, capsys: pytest.CaptureFixt
     with pytest.raises(SystemExit) as e:
         main(["eval", "--data", ".", "--sigma", sigma])
     assert e.value.code == 2 and "expected a noise level from 0 to 255" in capsys.readouterr().err
+
+
+def test_calib_is_checked_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from restore.cli import main
+
+    (tmp_path / "empty").mkdir()
+    for calib, says in ((tmp_path / "nothing", "no such folder or image"), (tmp_path / "empty", "no images")):
+        with pytest.raises(SystemExit) as e:
+            main(["upscale", str(tmp_path / "a.png"), "--precision", "int8", "--calib", str(calib)])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and f"argument --calib: {calib}: {says}" in err

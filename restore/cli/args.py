@@ -102,9 +102,28 @@ def add_precision_args(p: argparse.ArgumentParser, *, default: str = "auto", aut
     p.add_argument("--precision", default=default, choices=PRECISIONS,
                    help=f"auto: {auto}; bf16: faster on CPUs with AVX512_BF16/AMX, ~0.01-0.07 dB lower, "
                         f"unavailable on AVX2-only CPUs; int8: CPU, ONNX Runtime, 0.1-1.9 dB lower (default {default})")
-    p.add_argument("--calib", metavar="DIR", default=None,
+    p.add_argument("--calib", metavar="DIR", default=None, type=calibration_source,
                    help="--precision int8: calibrate on these typical input images (used at their size; default: "
                         "crops of the first image / frames being processed)")
+
+
+def calibration_source(value: str) -> str:
+    """``--calib``: a folder holding images, or one image file (checked before any work)."""
+    from pathlib import Path
+
+    from restore.io.files import list_images
+
+    p = Path(value)
+    if p.is_dir():
+        try:
+            if list_images(p):
+                return value
+        except OSError as e:
+            raise argparse.ArgumentTypeError(f"{value}: cannot list this folder ({e.strerror or e})") from None
+        raise argparse.ArgumentTypeError(f"{value}: no images in this folder")
+    if p.is_file():
+        return value
+    raise argparse.ArgumentTypeError(f"{value}: no such folder or image")
 
 
 def resolved_precision(precision: str, device: str, meta: object) -> str:

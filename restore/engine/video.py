@@ -640,6 +640,9 @@ def upscale_video(source: str | Path, output: str | Path | None, model: nn.Modul
                      f"(asked for)")
     header, exact = (segment.frames, True) if segment is not None else announced_frames(info, start, stop)
     decoded = n + pipe.stats.dropped
+    if stop is not None and segment is None and not live and start + decoded < stop:
+        notes.append(f"frames {start}:{stop} asked, the video ends at frame {start + decoded}: frames "
+                     f"{start}:{start + decoded} were processed")
     if header and (decoded < header if exact else decoded < TRUNCATION_SHARE * header - 1):
         what = "header announces" if exact else f"duration ({info.duration:.3g} s at {info.fps:.3g} fps) implies about"
         notes.append(f"{src}: truncated: the container {what} {header} frame(s), {decoded} could be decoded; the "

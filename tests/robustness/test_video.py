@@ -97,3 +97,12 @@ def test_a_folder_at_the_output_name(run_cli, espcn_pth: Path, tmp_path: Path) -
         r = run_cli("video", src, "--weights", espcn_pth, "-o", tmp_path / "up.mp4", *extra)
         assert_clean_failure(r, "up.mp4", rc=1)
         assert "is a folder" in r.error_lines[0]
+
+
+def test_frames_past_the_end_are_noted(run_cli, espcn_pth: Path, tmp_path: Path) -> None:
+    src = clip(tmp_path / "in.mp4", n=5)
+    r = run_cli("video", src, "--weights", espcn_pth, "-o", tmp_path / "a.mp4", "--frames", "3:10")
+    assert r.rc == 0 and "frames 3:10 asked, the video ends at frame 5: frames 3:5 were processed" in r.err, r.err
+    assert frames_in(tmp_path / "a.mp4") == 2
+    r = run_cli("video", src, "--weights", espcn_pth, "-o", tmp_path / "b.mp4", "--frames", "1:3")
+    assert r.rc == 0 and "asked, the video ends" not in r.err
