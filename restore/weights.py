@@ -49,8 +49,10 @@ def _first_line(err: BaseException) -> str:
 def _check_file(p: Path) -> None:
     if p.is_dir():
         raise ModelLoadError(f"{p}: is a directory, not a weights file")
-    if not p.is_file():
+    if not p.exists():
         raise ModelLoadError(f"{p}: no such weights file")
+    if not p.is_file():
+        raise ModelLoadError(f"{p}: not a regular file (a device, pipe or socket), not a weights file")
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -112,8 +114,14 @@ def _what_it_is(p: Path, err: BaseException) -> str:
     for magic, what in _KINDS:
         if stripped.startswith(magic):
             return f"it is {what}"
+    if head[4:8] == b"ftyp" or head.startswith(b"\x1a\x45\xdf\xa3") or head.startswith(b"RIFF"):
+        return "it is a video or audio file"
+    if p.suffix.lower() == ".onnx":
+        return "it is an ONNX graph; restore loads networks from their PyTorch weights (the .pth it was exported from)"
     if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
         return "it is a text file"
+    if "weights only load failed" in str(err).lower():  # torch's advice (weights_only=False) is unsafe: not shown
+        return "unrecognised contents"
     return _first_line(err)
 
 

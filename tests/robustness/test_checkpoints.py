@@ -101,6 +101,22 @@ def test_weights_that_are_not_real_floats_are_refused(espcn_pth: Path, tmp_path:
         load_model(bad)
 
 
+def test_other_files_are_named_and_torch_advice_is_not_shown(tmp_path: Path) -> None:
+    mp4 = tmp_path / "clip.mp4"
+    mp4.write_bytes(b"\x00\x00\x00\x20ftypisom" + bytes(range(256)) * 4)
+    graph = tmp_path / "model.onnx"
+    graph.write_bytes(b"\x08\x07\x12\x07pytorch" + bytes(range(256)) * 4)
+    noise = tmp_path / "noise.pth"
+    noise.write_bytes(bytes((i * 97 + 13) % 256 for i in range(3000)))
+    for f, words in ((mp4, "video or audio file"), (graph, "ONNX graph"), (noise, "")):
+        with pytest.raises(ModelLoadError, match=re.escape(f.name)) as e:
+            read_state_dict(f)
+        assert words in str(e.value) and "weights_only" not in str(e.value) and "\n" not in str(e.value)
+    if Path("/dev/null").exists():
+        with pytest.raises(ModelLoadError, match="not a regular file"):
+            read_state_dict("/dev/null")
+
+
 def test_integer_buffers_are_allowed() -> None:
     from restore.weights import check_finite
 
