@@ -136,6 +136,7 @@ def sr_pairs(pairs: list[Pair], scale: int) -> Iterator[tuple[str, np.ndarray, n
         if pair.lr is None:
             h, w = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
             hr = hr[:h, :w]
+            _check_size(pair.hr, hr, scale)
             lr = imresize(hr, scale=1.0 / scale)
         else:
             lr = image.read_rgb(pair.lr)
@@ -143,7 +144,19 @@ def sr_pairs(pairs: list[Pair], scale: int) -> Iterator[tuple[str, np.ndarray, n
             if hr.shape[0] < h or hr.shape[1] < w:
                 raise DatasetError(f"{pair.hr}: HR {hr.shape[:2]} smaller than LR x{scale} ({h}, {w})")
             hr = hr[:h, :w]
+        _check_size(pair.hr, hr, scale)
         yield pair.name, lr, hr
+
+
+SSIM_MIN = 11  # the SSIM window
+
+
+def _check_size(path: Path, img: np.ndarray, border: int) -> None:
+    """DatasetError naming ``path`` when ``img`` is too small to score (the SSIM window after the border crop)."""
+    need = SSIM_MIN + 2 * border
+    if img.shape[0] < need or img.shape[1] < need:
+        raise DatasetError(f"{path}: {img.shape[1]}x{img.shape[0]} is too small to score (at least {need}x{need} "
+                           f"pixels{f' after cropping to a multiple of {border}' if border else ''})")
 
 
 def evaluate_sr(model: nn.Module, data: str | Path, *, scale: int, name: str = "", progress: bool = True,
@@ -203,6 +216,7 @@ def evaluate_denoise(model: nn.Module | Callable[[str], nn.Module], data: str | 
     used: list[str] = []
     for f in tqdm(files, disable=not progress, desc=f"sigma {sigma:g} {Path(data).name}", leave=False):
         img = image.read_image(f)
+        _check_size(f, img, 0)
         color = "rgb" if img.ndim == 3 and img.shape[2] >= 3 else "gray"
         runner, meta = runner_for(color)
         if meta.variant not in used:

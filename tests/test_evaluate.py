@@ -97,3 +97,12 @@ def test_eval_without_a_model_scores_what_denoise_picks(tmp_path, monkeypatch, c
         assert next(r["psnr"] for r in res["per_image"] if r["image"] == name) == pytest.approx(alone[name])
     assert weights.shipped_sigma(30.0) == "blind" and weights.shipped_sigma(15) == "15"
     assert main(["eval", "--data", str(tmp_path / "d")]) == 2  # neither a model nor --sigma
+
+
+def test_an_image_too_small_to_score_is_named(tmp_path) -> None:  # noqa: ANN001
+    from restore.archs.espcn import ESPCN
+    from restore.evaluate import evaluate_sr
+
+    io.write_image(tmp_path / "one.png", np.zeros((1, 1, 3), np.uint8))
+    with pytest.raises(DatasetError, match=r"one\.png: 0x0 is too small to score \(at least 15x15"):
+        evaluate_sr(ESPCN(scale=2, features=(4, 4)).eval(), tmp_path, scale=2, progress=False)
