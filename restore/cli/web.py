@@ -52,6 +52,10 @@ def cmd_web(args: argparse.Namespace) -> int:
     if args.weights_dir is not None and not args.weights_dir.is_dir():
         print(f"restore: error: --weights-dir {args.weights_dir}: not a directory", file=sys.stderr)
         return EXIT_USAGE
+    bad_host = _unbindable(args.host)
+    if bad_host:
+        print(f"restore: error: --host {args.host}: {bad_host}", file=sys.stderr)
+        return EXIT_USAGE
     from restore.web import app, ui
 
     limits = app.Limits(max_upload_bytes=args.max_upload_mb * 2**20, max_pixels=args.max_pixels,
@@ -71,3 +75,22 @@ def cmd_web(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     return 0
 
+
+def _unbindable(host: str) -> str:
+    """Why this machine cannot listen on ``host`` ('' when it can): an unknown name or an address of no interface
+    here (checked by binding a socket to port 0, so the message is about the host, not the port)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        return f"not a host name or address this machine can resolve ({getattr(e, 'strerror', None) or e})"
+    last = ""
+    for family, kind, proto, _, addr in infos:
+        try:
+            with socket.socket(family, kind, proto) as s:
+                s.bind(addr)
+            return ""
+        except OSError as e:
+            last = e.strerror or str(e)
+    return f"no interface of this machine has this address ({last})"

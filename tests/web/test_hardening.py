@@ -232,3 +232,14 @@ def test_cli_device_without_cuda_is_one_line(capsys: pytest.CaptureFixture[str])
     assert args.func(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("restore: error: device 'cuda': no CUDA device") and "\n" not in err, err
+
+
+@pytest.mark.parametrize(("host", "says"), [("999.1.1.1", "not a host name or address"),
+                                            ("192.0.2.1", "no interface of this machine has this address")])
+def test_a_host_this_machine_cannot_listen_on_is_named(host: str, says: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from restore.cli import main
+
+    assert main(["web", "--host", host, "--port", "7999"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"restore: error: --host {host}: {says}"), err
