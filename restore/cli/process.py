@@ -116,7 +116,8 @@ def plan_jobs(args: argparse.Namespace, suffix: str) -> Any:
     if not jobs.jobs:
         raise FileNotFoundError("; ".join(jobs.errors) or f"no images found in {' '.join(args.inputs)}")
     out = Path(args.output) if args.output else None
-    if out is not None and len(jobs.jobs) > 1 and out.suffix and not out.is_dir():
+    if (out is not None and len(jobs.jobs) > 1 and out.suffix and not out.is_dir()
+            and not str(args.output).endswith(("/", os.sep))):
         raise ValueError(f"-o {args.output}: {len(jobs.jobs)} inputs need an output directory, not a file name")
     clashes = jobs.collisions()
     if clashes:

@@ -108,7 +108,7 @@ def output_for(src: Path, rel: Path, out: str | None, suffix: str, *, single: bo
     if out is None:
         return src.with_name(name)
     o = Path(out)
-    if single and o.suffix and not o.is_dir():
+    if single and o.suffix and not o.is_dir() and not out.endswith(("/", os.sep)):  # "out.v2/" is a folder
         return o
     return o / rel.parent / name
 
@@ -142,7 +142,8 @@ def plan(inputs: Sequence[str], *, out: str | None, suffix: str, recursive: bool
     seen: set[str] = set()
     kept = [(f, rel) for f, rel in found
             if (not include or _matches(rel, include)) and not (exclude and _matches(rel, exclude))]
-    out_dir = Path(out) if out is not None and (Path(out).is_dir() or not Path(out).suffix) else None
+    out_dir = Path(out) if out is not None and (Path(out).is_dir() or not Path(out).suffix
+                                                or out.endswith(("/", os.sep))) else None
     if out_dir is not None:  # an output folder inside an input folder: its files are earlier results, not inputs
         inside = [f for f, _ in kept if _key(f) not in named and _under(f, out_dir)]
         if inside:

@@ -116,3 +116,14 @@ def test_an_output_folder_inside_the_input_folder_is_not_read(tmp_path: Path) ->
     assert any("in the output folder" in n for n in p.notes)
     elsewhere = plan([str(src)], out=str(tmp_path / "elsewhere"), suffix="_x2", recursive=True)
     assert len(elsewhere.jobs) == 4 and not elsewhere.notes
+
+
+def test_a_trailing_slash_makes_the_output_a_folder(tmp_path: Path) -> None:
+    from restore.io.inputs import plan
+
+    _touch(tmp_path / "a.png", tmp_path / "b.png")
+    one = plan([str(tmp_path / "a.png")], out=f"{tmp_path}/out.png/", suffix="_x2")
+    assert [j.dst for j in one.jobs] == [tmp_path / "out.png" / "a_x2.png"]
+    two = plan([str(tmp_path / "a.png"), str(tmp_path / "b.png")], out=f"{tmp_path}/run.v2/", suffix="_x2")
+    assert [j.dst.parent for j in two.jobs] == [tmp_path / "run.v2"] * 2
+    assert plan([str(tmp_path / "a.png")], out=f"{tmp_path}/out.png", suffix="_x2").jobs[0].dst == tmp_path / "out.png"
