@@ -436,14 +436,14 @@ QUEUES: dict[str, list[Stage]] = {
     # there training-free: CBSD68 sigma 15 on 8 images 32.79 vs 31.40 dB; 28.87 from dncnn_s25) and the blind pair
     # (session 10: the session's remaining CPU-hours fit 600 iterations for sigma 15 only; 50 and blind stay
     # training-free compositions of the shipped gray models until a later session trains them; session 11: the
-    # sigma-50 pair 1000 iterations, the blind pair 400, what the session's CPU-hours fit)
+    # sigma-50 pair 1000 iterations, the blind pair 300, what the session's CPU-hours fit)
     "opp15": [opp_part("luma", 15, "dncnn_blind", iters=600, lr=1e-4)],
     "opp15c": [opp_part("chroma", 15, "dncnn_s15", iters=600, lr=1e-4)],
     "opp_more": [
                  opp_part("luma", 50, "dncnn_s25", iters=1000, lr=1e-4),
-                 opp_part("luma", None, "dncnn_blind", iters=400, lr=1e-4, sigma_range=(0, 55))],
+                 opp_part("luma", None, "dncnn_blind", iters=300, lr=1e-4, sigma_range=(0, 55))],
     "opp_more_c": [opp_part("chroma", 50, "dncnn_s50", iters=1000, lr=1e-4),
-                   opp_part("chroma", None, "dncnn_blind", iters=400, lr=1e-4, sigma_range=(0, 55))],
+                   opp_part("chroma", None, "dncnn_blind", iters=300, lr=1e-4, sigma_range=(0, 55))],
     # session 4: a third cycle for the gray sigma-25 default (beside sr_x2 / sr_x3)
     "denoise3": [
         Stage("dncnn_s25_3", DN_DATA + ["name=dncnn_s25_3"] + cosine(1200, 3e-4) + every(400, 100)
