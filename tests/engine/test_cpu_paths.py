@@ -304,11 +304,15 @@ def test_fast_chroma_merge_is_byte_identical_to_the_numpy_path() -> None:
     ["video", "a.mp4", "-o", "b.mp4", "--precision", "int8"],
     ["eval", "--weights", "w.pth", "--data", "d", "--precision", "int8", "--calib", "dir"],
 ])
-def test_cli_precision_flags(argv: list[str]) -> None:
+def test_cli_precision_flags(argv: list[str], tmp_path: Path) -> None:
     from restore.cli import build_parser
 
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "c.png").write_bytes(b"")  # --calib is checked: a folder that holds images
+    calib = str(tmp_path / "dir")
+    argv = [calib if a == "dir" else a for a in argv]
     args = build_parser().parse_args(argv)
     assert args.precision == argv[argv.index("--precision") + 1]
-    assert args.calib == ("dir" if "--calib" in argv else None)
+    assert args.calib == (calib if "--calib" in argv else None)
     assert build_parser().parse_args(argv[:argv.index("--precision")]).precision == (
         "fp32" if argv[0] == "eval" else "auto")
