@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import asdict
 from typing import Any
 
@@ -37,6 +38,13 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def _finite(row: dict) -> dict:
+    """JSON has no infinity: a score that overflowed (a model hundreds of times slower than the baseline) is null."""
+    if row.get("score") is not None and math.isinf(row["score"]):
+        row["score"] = None
+    return row
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.list:
         for name, preset in PRESETS.items():
@@ -65,7 +73,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     base = add_scores(results, args.baseline)
     if args.json:
         print(json.dumps({"baseline": base.model, "threads": torch.get_num_threads(), "torch": torch.__version__,
-                          "results": [asdict(r) for r in results]}))
+                          "results": [_finite(asdict(r)) for r in results]}))
         return 0
     h, w = args.size
     print(f"LR input {h}x{w}, {args.device} {args.precision}, {runs} runs after {warmup} warm-up, "
