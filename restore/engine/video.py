@@ -557,7 +557,7 @@ def upscale_video(source: str | Path, output: str | Path | None, model: nn.Modul
     width, height = info.width * scale, info.height * scale
     writer = None
     if dst is not None:
-        io.ensure_folder(dst.parent)
+        io.ensure_writable_folder(dst.parent)  # fail now, not after the last frame
         writer = io.VideoWriter(io.video_temp_path(dst), info=info, width=width, height=height, codec=codec,
                                 crf=io.DEFAULT_CRF if crf is None else crf,
                                 preset=io.DEFAULT_PRESET if preset is None else preset,

@@ -10,7 +10,7 @@ when this was one module; new code imports from the concern's module.
 from __future__ import annotations
 
 from restore.errors import ImageReadError, ImageTooLargeError, VideoError
-from restore.io.files import IMAGE_SUFFIXES, ensure_folder, list_images, same_file
+from restore.io.files import IMAGE_SUFFIXES, ensure_folder, ensure_writable_folder, list_images, same_file
 from restore.io.image import (
     DEFAULT_QUALITY,
     MAX_FILE_BYTES,
@@ -62,6 +62,7 @@ __all__ = [
     "MAX_IMAGE_PIXELS", "READ_FORMATS", "VIDEO_SUFFIXES", "YUV420_FORMATS", "WRITE_FORMATS", "CopiedPacket",
     "DecodedFrame", "ImageInfo", "ImageReadError", "ImageTooLargeError", "ReadStats", "VideoError", "VideoInfo",
     "ensure_folder",
+    "ensure_writable_folder",
     "VideoWriter", "YuvFrame", "conversion_notes", "decode_image", "encode_image", "is_live_source",
     "list_images", "probe_video", "publish_video", "read_image", "read_image_info", "read_rgb", "read_video",
     "resize_bicubic", "resize_bilinear", "rgb_to_ycrcb_full", "same_file", "to_float", "to_rgb", "to_uint",

@@ -94,6 +94,17 @@ def ensure_folder(folder: str | Path) -> Path:
     return folder
 
 
+def ensure_writable_folder(folder: str | Path) -> Path:
+    """:func:`ensure_folder`, then create and remove an empty hidden file in it, so that a long job (a video) that
+    can only publish its output at the end fails before it starts (read-only mount, /proc, no permission) with the
+    OSError that writing there raises."""
+    folder = ensure_folder(folder)
+    fd, name = tempfile.mkstemp(prefix=".restore-probe.", dir=folder)
+    os.close(fd)
+    os.unlink(name)
+    return folder
+
+
 @contextmanager
 def publishing(final: str | Path, *, overwrite: bool) -> Iterator[Path]:
     """``with publishing(path) as tmp: write(tmp)``: what the block writes to ``tmp`` becomes ``path`` when the

@@ -106,3 +106,13 @@ def test_frames_past_the_end_are_noted(run_cli, espcn_pth: Path, tmp_path: Path)
     assert frames_in(tmp_path / "a.mp4") == 2
     r = run_cli("video", src, "--weights", espcn_pth, "-o", tmp_path / "b.mp4", "--frames", "1:3")
     assert r.rc == 0 and "asked, the video ends" not in r.err
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs a Linux /proc (a folder no file can be made in)")
+def test_an_unwritable_output_folder_fails_before_the_first_frame(run_cli, espcn_pth: Path, tmp_path: Path) -> None:
+    src = clip(tmp_path / "in.mp4", n=3)
+    r = run_cli("video", src, "--weights", espcn_pth, "-o", "/proc/restore-out.mp4")
+    assert_clean_failure(r, "/proc/restore-out.mp4", rc=1)
+    # the stream line is printed when decoding starts: before, the run decoded and upscaled every frame and then
+    # failed to publish the file
+    assert "64x48 h264" not in r.err, r.err
