@@ -145,7 +145,7 @@ def chain(name: str) -> tuple[str, ...]:
 
 # session 10 (issue 20): the colour defaults are OpponentDnCNNs, two gray DnCNNs in an orthonormal luminance /
 # chrominance basis; each part is a shipped gray model, fine-tuned on its planes where this session's CPU-hours
-# reached (sigma 15 and 25; sigma 50 in session 11), used as it ships otherwise (blind)
+# reached (sigma 15 and 25; sigma 50 and blind in session 11)
 SHIPS += [
     Composite("cdncnn_opp_s15", chain("dncnn_blind") + ("opp_luma_s15",), chain("dncnn_s15") + ("opp_chroma_s15",),
               "15", default=True, summary="DnCNN colour, sigma 15, opponent colour: luminance by dncnn_blind "
@@ -156,9 +156,9 @@ SHIPS += [
     Composite("cdncnn_opp_s50", chain("dncnn_s25") + ("opp_luma_s50",), chain("dncnn_s50") + ("opp_chroma_s50",),
               "50", default=True, summary="DnCNN colour, sigma 50, opponent colour: luminance by dncnn_s25 "
               "fine-tuned at 50/sqrt3, chrominance by dncnn_s50 fine-tuned on chrominance planes"),
-    Composite("cdncnn_opp_blind", chain("dncnn_blind"), chain("dncnn_blind"), "blind", default=True,
-              summary="DnCNN colour, blind sigma in [0, 55], opponent colour, training-free: both planes by "
-              "dncnn_blind as shipped"),
+    Composite("cdncnn_opp_blind", chain("dncnn_blind") + ("opp_luma_b",), chain("dncnn_blind") + ("opp_chroma_b",),
+              "blind", default=True, summary="DnCNN colour, blind sigma in [0, 55], opponent colour: luminance and "
+              "chrominance each by dncnn_blind fine-tuned on its planes (sigma drawn from [0, 55])"),
 ]
 
 
