@@ -38,14 +38,6 @@ DEFAULT_MODELS = ("espcn_x2", "espcn_x3", "espcn_x4", "span_tiny_x2", "span_tiny
 TARGET_DB = {"sr": 0.05, "denoise": 0.1}
 
 
-def cpu_flags() -> str:
-    from restore.engine.cpu_paths import cpu_info, vnni
-
-    name, flags = cpu_info()
-    simd = sorted(f for f in flags if f.startswith(("avx512", "amx", "avx_vnni")) or f in ("avx2", "fma"))
-    return f"{name}; {' '.join(simd)}; VNNI/AMX-INT8: {'yes' if vnni() else 'no'}"
-
-
 def speed(fp32, int8, x, rounds: int) -> tuple[float, float]:
     import torch
 
@@ -138,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    flags = cpu_flags()
+    from restore.engine.cpu_paths import simd_summary
+
+    flags = simd_summary()
     rows = []
     for name in args.models:
         print(f"[{len(rows) + 1}/{len(args.models)}] {name} ...", file=sys.stderr, flush=True)

@@ -54,6 +54,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 # as `restore video` sets it (restore.cli._early_environment), before torch loads: idle OpenMP workers sleep
@@ -72,7 +73,7 @@ ZOOM = (1.0, 1.35)
 PAN_PX = 1400  # horizontal travel of the window centre over the clip
 SETTINGS = {"x2": (2, 1280, 720), "x4": (4, 1920, 1080)}  # scale, HR width, HR height
 MODELS = ("espcn", "span_tiny", "imdn_rtc")
-BEGIN, END = markers("bench_video")
+SECTION = "bench_video"  # the marked block of --out this script replaces (--section picks another: one per CPU kind)
 
 
 @dataclass
@@ -96,6 +97,7 @@ class Row:
     sr_fps: float
     psnr: float | None
     official: bool
+    macs: int = 0  # multiply-accumulates of the network per LR frame (0: bicubic)
 
 
 def canvas() -> object:
@@ -251,6 +253,39 @@ def _ancestors() -> set[int]:
     return pids
 
 
+def peak_macs(threads: int, n: int = 2048, reps: int = 10) -> float:
+    """Measured fp32 peak of these cores: multiply-accumulates per second of ``torch.mm`` on ``n x n`` float32
+    matrices with ``threads`` threads (best of ``reps`` after a warm-up), about the ceiling a convolution lowered
+    to a matrix product can reach (measured before and after the runs: the higher one counts)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(2):
+        torch.mm(a, b)
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return n**3 / best
+
+
+def frame_macs(model: object, lr_h: int, lr_w: int) -> int:
+    """Multiply-accumulates of ``model`` on one LR frame (convolutions scale with the pixel count: counted on a
+    64x64 input and scaled)."""
+    import torch
+    from torch import nn
+
+    from restore.bench import count_flops
+
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]  # type: ignore[attr-defined]
+    if not convs:
+        return 0
+    x = torch.zeros(1, convs[0].in_channels, 64, 64)
+    return round(count_flops(model, x) / 2 * (lr_h * lr_w) / (64 * 64))  # type: ignore[arg-type]
+
+
 def first_frame(clip: Path) -> object:
     import av
 
@@ -258,12 +293,12 @@ def first_frame(clip: Path) -> object:
         return next(iter(c.decode(video=0))).to_ndarray(format="rgb24")
 
 
-def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
+def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
     import av
     import torch
 
     from restore import io
-    from restore.engine.cpu_paths import cpu_info
+    from restore.engine.cpu_paths import simd_summary
     from restore.engine.restorer import Restorer
     from restore.engine.video import default_threads, upscale_video, video_precision
 
@@ -272,9 +307,13 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
     img = canvas()
     rows: list[Row] = []
     paused_s = 0.0
-    env = {"cpu": cpu_info()[0], "cores": str(os.cpu_count()), "torch": torch.__version__, "av": av.__version__,
+    env = {"cpu": simd_summary(), "cores": str(os.cpu_count()), "torch": torch.__version__, "av": av.__version__,
            "threads": "/".join(map(str, threads_list)), "load_before": _load(), "python": platform.python_version(),
            "paused": args.pause or "", "presets": "/".join(presets)}
+    env["peak"] = {}
+    for threads in threads_list:
+        with paused(args.pause):
+            env["peak"][threads] = peak_macs(threads)
     with tempfile.TemporaryDirectory(prefix="bench_video_") as tmp:
         for setting in args.settings:
             scale, width, height = SETTINGS[setting]
@@ -290,6 +329,7 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
                 else:
                     model, weights, official = build(name, scale)
                 params = sum(p.numel() for p in model.parameters())  # type: ignore[attr-defined]
+                macs = 0 if name == "bicubic" else frame_macs(model, height // scale, width // scale)
                 for precision in (["fp32"] if name == "bicubic" else args.precision):
                     for threads in threads_list:
                         torch.set_num_threads(threads)
@@ -315,7 +355,7 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
                                       preset, str(enc_threads or "auto"), setup, batch, weights, params,
                                       res.frames, res.seconds, res.fps,
                                       res.realtime_factor, res.frames / res.sr_seconds if res.sr_seconds else 0.0,
-                                      psnr, official)
+                                      psnr, official, macs)
                             rows.append(row)
                             out.unlink()
                             print(f"[{setting}] {name:<9} {row.precision}/{row.backend} {row.color_path} {preset} "
@@ -323,6 +363,9 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
                                   f"{weights:<28} setup {setup:4.1f} s {res.frames} frames {res.seconds:6.1f} s "
                                   f"{res.fps:6.2f} fps  RTF {res.realtime_factor:5.2f}  SR-only {row.sr_fps:6.2f} "
                                   f"fps  Y-PSNR {'-' if psnr is None else f'{psnr:.2f}'}", file=sys.stderr)
+    for threads in threads_list:
+        with paused(args.pause):
+            env["peak"][threads] = max(env["peak"][threads], peak_macs(threads))
     env["load_after"] = _load()
     env["paused_s"] = f"{paused_s:.0f}"
     return rows, env
@@ -335,12 +378,12 @@ def _load() -> str:
         return "n/a"
 
 
-def markdown(rows: list[Row], env: dict[str, str], args: argparse.Namespace) -> str:
+def markdown(rows: list[Row], env: dict[str, Any], args: argparse.Namespace) -> str:
     labels = {"bicubic": "bicubic (baseline)", "espcn": "ESPCN", "span_tiny": "SPAN-tiny (ch26)",
               "imdn_rtc": "IMDN-RTC"}
     lines = [
-        BEGIN,
-        "## Video super-resolution (`restore video`, CPU)",
+        markers(args.section)[0],
+        f"## Video super-resolution (`restore video`, CPU: {env['cpu'].split(';')[0]})",
         "",
         "Written by `scripts/bench_video.py` (see its docstring for the method). Clip: pan + zoom across real "
         "photos (Sun-Hays 80), HR ground truth downscaled with our MATLAB bicubic, encoded with libx264 CRF 12 "
@@ -363,17 +406,19 @@ def markdown(rows: list[Row], env: dict[str, str], args: argparse.Namespace) -> 
         + (f" {args.note}" if args.note else ""),
         "",
         "| setting | model | weights | params | precision / path | colour path | preset | threads | encoder "
-        "threads | batch | setup s | fps (end to end) | real-time factor | fps (network stage) | Y-PSNR (dB) |",
-        "|---|---|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "threads | batch | setup s | fps (end to end) | real-time factor | fps (network stage) | network limit fps "
+        "(fp32 peak) | Y-PSNR (dB) |",
+        "|---|---|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     titles = {"x2": "x2 640x360 → 1280x720", "x4": "x4 480x270 → 1920x1080"}
     for r in rows:
         psnr = f"{r.psnr:.2f}" if r.psnr is not None else "— (random weights)"
+        limit = f"{env['peak'][r.threads] / r.macs:.1f}" if r.macs else "—"
         lines.append(f"| {titles[r.setting]} | {labels[r.model]} | {r.weights} | {r.params:,} "
                      f"| {r.precision} / {r.backend} | {r.color_path} | {r.preset} | {r.threads} | {r.enc_threads} "
                      f"| {r.batch} "
                      f"| {r.setup:.1f} | {r.fps:.2f} "
-                     f"| {r.rtf:.2f} | {r.sr_fps:.2f} | {psnr} |")
+                     f"| {r.rtf:.2f} | {r.sr_fps:.2f} | {limit} | {psnr} |")
     lines += [
         "",
         "fps (end to end): frames / wall time of decode → SR → encode running as three overlapped stages; "
@@ -381,10 +426,16 @@ def markdown(rows: list[Row], env: dict[str, str], args: argparse.Namespace) -> 
         "(network stage): frames / time spent in the SR stage (`Restorer.run_batch` + colour / plane "
         "conversion). Y-PSNR: "
         "BT.601 Y of the decoded output video vs the ground-truth frames, `scale` px border cropped, mean over "
-        "frames (includes the CRF 18 output encoding).",
+        "frames (includes the CRF 18 output encoding). Network limit fps (fp32 peak): the measured fp32 peak of "
+        "these cores (`torch.mm` of 2048x2048 float32 matrices, best of 10, before and after the runs: "
+        + ", ".join(f"{v / 1e9:.1f} GMAC/s with {t} thread(s)" for t, v in env["peak"].items())
+        + ") divided by the network's multiply-accumulates per LR frame: about the most a float32 path can get "
+        "from these cores for the network alone (a network stage near it has little left to gain), before "
+        "decoding and encoding; bf16 / int8 raise the ceiling only where the CPU has native instructions for them "
+        "(AVX512_BF16 / AMX, VNNI).",
         "",
-        "Goal from issue 8: ESPCN x2 360p→720p ≥ 30 fps on this 2-core CPU; 4K60 output on a GPU for ESPCN and "
-        "SPAN-tiny (no GPU was available for this run).",
+        "Goal (issues 8 and 23): ESPCN x2 360p→720p ≥ 30 fps end to end on this 2-core CPU at ≤ 0.05 dB against "
+        "the float32 output; 4K60 output on a GPU for ESPCN and SPAN-tiny (no GPU was available for this run).",
     ]
     espcn = [r for r in rows if r.model == "espcn" and r.setting == "x2"]
     if espcn:
@@ -394,8 +445,11 @@ def markdown(rows: list[Row], env: dict[str, str], args: argparse.Namespace) -> 
         lines.append(f"Here: {verdict} — best ESPCN x2 run {best.fps:.2f} fps end to end ({best.precision} / "
                      f"{best.backend}, {best.color_path} path, preset {best.preset}, {best.threads} thread(s), "
                      f"encoder threads {best.enc_threads}, "
-                     f"batch {best.batch}), network stage alone {best.sr_fps:.2f} fps.")
-    lines.append(END)
+                     f"batch {best.batch}), network stage alone {best.sr_fps:.2f} fps"
+                     + (f"; the float32 ceiling of the network alone on these cores is about "
+                        f"{env['peak'][best.threads] / best.macs:.1f} fps, so 30 fps needs a CPU with native bf16 or "
+                        f"int8 dot products (or more cores)." if best.macs and best.fps < 30 else "."))
+    lines.append(markers(args.section)[1])
     return "\n".join(lines) + "\n"
 
 
@@ -421,6 +475,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--note", default="", help="a sentence added to the machine paragraph (e.g. other load)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     ap.add_argument("--no-write", action="store_true", help="print the table only")
+    ap.add_argument("--section", default=SECTION,
+                    help=f"the marked block of --out to replace (default {SECTION}; another name keeps the figures of "
+                         "another CPU kind beside these)")
     args = ap.parse_args(argv)
     if not (SHARED / "data" / "train" / "SunHays80_HR").is_dir():
         print(f"bench_video: {SHARED / 'data/train/SunHays80_HR'} not found (the photos the clip is made of)",

@@ -508,6 +508,15 @@ def plan_int8(model_bytes: bytes, inputs: Sequence[Tensor], *, budget: float, in
     return Int8Plan([c for c in convs if c in chosen], kept, errors, mse, budget), graph
 
 
+def simd_summary(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """One line for benchmark tables: the CPU's model name, its vector-unit flags (AVX2 / FMA / AVX-512* / AMX* /
+    AVX-VNNI) and whether int8 and bf16 are native here."""
+    name, flags = cpu_info(cpuinfo)
+    simd = sorted(f for f in flags if f.startswith(("avx512", "amx", "avx_vnni")) or f in ("avx2", "fma"))
+    return (f"{name}; {' '.join(simd) or 'no AVX2'}; VNNI/AMX-INT8: {'yes' if vnni(cpuinfo) else 'no'}; "
+            f"native bf16: {'yes' if native_bf16(cpuinfo) else 'no'}")
+
+
 def vnni(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     """Whether this x86 CPU has int8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX-INT8), which make int8
     convolutions up to ~2-4x faster than float32; without them (AVX2 only) int8 runs on ``vpmaddubsw`` and gains

@@ -137,6 +137,21 @@ def test_native_bf16_reads_the_cpu_flags(tmp_path) -> None:
     assert cpu_info(tmp_path / "missing")[1] == frozenset() and cpu_info(tmp_path / "missing")[0]
 
 
+def test_simd_summary_names_what_benchmarks_depend_on(tmp_path) -> None:
+    from restore.engine.cpu_paths import simd_summary
+
+    for flags, expected in (
+        ("fpu sse avx2 fma", "Test CPU; avx2 fma; VNNI/AMX-INT8: no; native bf16: no"),
+        ("fpu avx2 fma avx512f avx512_vnni", "Test CPU; avx2 avx512_vnni avx512f fma; VNNI/AMX-INT8: yes; "
+                                             "native bf16: no"),
+        ("fpu avx2 amx_bf16 amx_int8 amx_tile", "Test CPU; amx_bf16 amx_int8 amx_tile avx2; VNNI/AMX-INT8: yes; "
+                                                "native bf16: yes"),
+        ("fpu sse2", "Test CPU; no AVX2; VNNI/AMX-INT8: no; native bf16: no"),
+    ):
+        (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: {flags}\n")
+        assert simd_summary(tmp_path / "cpuinfo") == expected, flags
+
+
 def test_bf16_convolutions_reads_the_cpu_flags(tmp_path) -> None:
     from restore.engine.cpu_paths import bf16_convolutions
 
