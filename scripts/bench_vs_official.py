@@ -58,7 +58,8 @@ import side_by_side as sbs  # noqa: E402  (also puts the project root on sys.pat
 from doc_sections import markers, replace_section  # noqa: E402
 
 REPO = sbs.REPO
-BEGIN, END = markers("bench-vs-official")
+SECTION = "bench-vs-official"  # --section picks another block of --out (keep each CPU kind's table)
+BEGIN, END = markers(SECTION)
 TOLERANCE = 1e-4  # ours (fp32) vs official, max abs difference in [0, 1] units
 OFFICIAL = "official"
 VARIANTS = ("auto", "bf16", "int8")  # ours, in the engine's precisions ("auto" = the fp32 path it picks)
@@ -126,6 +127,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--int8", action="store_true", help="also time ours in int8 (ONNX Runtime QDQ)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     ap.add_argument("--out", type=Path, help="write the table as a section of this markdown file")
+    ap.add_argument("--section", default=SECTION,
+                    help=f"marked block of --out to replace (default {SECTION}; another name keeps another CPU's)")
     ap.add_argument("--note", default="", help="a line added under the table (e.g. what else ran on the machine)")
     ap.add_argument("--shared", type=Path, default=REPO / "../shared")
     args = ap.parse_args(argv)
@@ -140,8 +143,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def variants(int8: bool) -> list[str]:
-    return [OFFICIAL, *(v for v in VARIANTS if v != "int8" or int8)]
+def variants(int8: bool, bf16: bool | None = None) -> list[str]:
+    """The official code, then ours in each precision; bf16 only where this CPU runs bf16 convolutions at all
+    (``bf16=None``: ask :func:`restore.engine.cpu_paths.bf16_convolutions`; oneDNN refuses them on AVX2-only
+    CPUs: the column then reads n/a)."""
+    if bf16 is None:
+        from restore.engine.cpu_paths import bf16_convolutions
+
+        bf16 = bf16_convolutions()
+    return [OFFICIAL, *(v for v in VARIANTS if (v != "int8" or int8) and (v != "bf16" or bf16))]
 
 
 def median_ms(runs: Sequence[float]) -> float:
@@ -214,10 +224,11 @@ def format_table(rows: Sequence[Row], int8: bool) -> str:
 
 
 def section(rows: Sequence[Row], *, command: str, machine: str, threads: int, rounds: int, int8: bool,
-            note: str = "") -> str:
-    """The markdown section written by ``--out`` (between the BEGIN/END markers)."""
+            note: str = "", tag: str = SECTION) -> str:
+    """The markdown section written by ``--out`` (between the markers of ``tag``: one section per CPU kind)."""
+    begin, end = markers(tag)
     text = [
-        BEGIN,
+        begin,
         f"Written by `scripts/bench_vs_official.py` (see its docstring). Command: `{command}`",
         "",
         f"Machine: {machine}; {threads} threads; torch {torch.__version__}{_ort_version()}. Median of {rounds} "
@@ -232,7 +243,7 @@ def section(rows: Sequence[Row], *, command: str, machine: str, threads: int, ro
         text.append(f"\\* {ESPCN_NOTE}.")
     if note:
         text.append(note)
-    text.append(END)
+    text.append(end)
     return "\n".join(text) + "\n"
 
 
@@ -245,13 +256,11 @@ def _ort_version() -> str:
 
 
 def machine_name() -> str:
-    from restore.engine.cpu_paths import cpu_info
-
-    model, flags = cpu_info()
-    isa = [f for f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_int8") if f in flags]
     import os
 
-    return f"{model} ({os.cpu_count()} CPUs{', ' + ', '.join(isa) if isa else ''})"
+    from restore.engine.cpu_paths import simd_summary
+
+    return f"{simd_summary()}; {os.cpu_count()} CPUs"
 
 
 # ------------------------------------------------------------------------------------------ measuring
@@ -366,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(replace_section(doc, section(
             rows, command=command.strip(), machine=machine_name(), threads=threads, rounds=args.rounds,
-            int8=args.int8, note=args.note)))
+            int8=args.int8, note=args.note, tag=args.section)))
         if not args.json:
             print(f"wrote {args.out}")
     bad = [r.key for r in rows if r.note.startswith("error") or (not r.note and not r.ok)]

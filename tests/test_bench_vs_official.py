@@ -116,3 +116,11 @@ def test_table_and_section(bvo) -> None:
 def test_input_is_seeded_and_in_range(bvo) -> None:
     a, b = bvo.test_input(3, 18, 32), bvo.test_input(3, 18, 32)
     assert a.shape == (1, 3, 18, 32) and (a == b).all() and a.min() >= 0 and a.max() <= 1
+
+
+def test_bf16_is_offered_only_where_the_cpu_runs_it(bvo) -> None:
+    assert bvo.variants(False, bf16=True) == [bvo.OFFICIAL, "auto", "bf16"]
+    assert bvo.variants(True, bf16=False) == [bvo.OFFICIAL, "auto", "int8"]
+    from restore.engine.cpu_paths import bf16_convolutions
+
+    assert ("bf16" in bvo.variants(False)) is bf16_convolutions()
