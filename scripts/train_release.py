@@ -452,6 +452,10 @@ QUEUES: dict[str, list[Stage]] = {
                  opp_part("luma", 50, "dncnn_s25", iters=800, lr=5e-5, suffix="_2", after="opp_luma_s50")],
     "opp_cont_c": [opp_part("chroma", None, "dncnn_blind", iters=300, lr=1e-4, sigma_range=(0, 55)),
                    opp_part("luma", 15, "dncnn_blind", iters=800, lr=5e-5, suffix="_2", after="opp_luma_s15")],
+    # then a second cycle for the sigma-25 luminance (Kodak24 0.05 dB behind CBM3D) and the blind luminance
+    "opp_cont2": [opp_part("luma", None, "dncnn_blind", iters=500, lr=5e-5, sigma_range=(0, 55), suffix="_2",
+                           after="opp_luma_b")],
+    "opp_cont2_c": [opp_part("luma", 25, "dncnn_s15", iters=500, lr=5e-5, suffix="_2", after="opp_luma_s25")],
     # session 4: a third cycle for the gray sigma-25 default (beside sr_x2 / sr_x3)
     "denoise3": [
         Stage("dncnn_s25_3", DN_DATA + ["name=dncnn_s25_3"] + cosine(1200, 3e-4) + every(400, 100)
