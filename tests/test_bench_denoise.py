@@ -3,27 +3,19 @@ computed table and verdict, NLM's uint8 input, the README/results.md splice."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from restore import io
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_denoise.py"
+from tests.scripts_module import load_script
 
 
 @pytest.fixture(scope="module")
 def bd():  # noqa: ANN201
-    spec = importlib.util.spec_from_file_location("bench_denoise", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench_denoise")
 
 
 def make_images(folder: Path, n: int, size: int = 40) -> list[Path]:

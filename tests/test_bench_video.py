@@ -4,23 +4,15 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_video.py"
+from tests.scripts_module import load_script
 
 
 @pytest.fixture(scope="module")
 def bv():  # noqa: ANN201
-    spec = importlib.util.spec_from_file_location("bench_video", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench_video")
 
 
 def test_frame_macs_counts_espcn_per_lr_pixel(bv) -> None:

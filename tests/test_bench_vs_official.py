@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_vs_official.py"
+from tests.scripts_module import load_script
 
 
 @pytest.fixture(scope="module")
 def bvo():  # noqa: ANN201
-    spec = importlib.util.spec_from_file_location("bench_vs_official", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench_vs_official")
 
 
 def test_parse_args_sources_and_flags(bvo, tmp_path: Path) -> None:
