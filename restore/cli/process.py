@@ -107,6 +107,7 @@ def _default_suffix(args: argparse.Namespace, task: str, scale: int) -> str:
 
 def plan_jobs(args: argparse.Namespace, suffix: str) -> Any:
     """The (input, output) jobs of this run; a usage error (exit 2) when outputs collide or nothing is found."""
+    from restore.io.files import names_folder
     from restore.io.inputs import plan
 
     jobs = plan(args.inputs, out=args.output, suffix=suffix, recursive=args.recursive, include=args.include,
@@ -117,7 +118,7 @@ def plan_jobs(args: argparse.Namespace, suffix: str) -> Any:
         raise FileNotFoundError("; ".join(jobs.errors) or f"no images found in {' '.join(args.inputs)}")
     out = Path(args.output) if args.output else None
     if (out is not None and len(jobs.jobs) > 1 and out.suffix and not out.is_dir()
-            and not str(args.output).endswith(("/", os.sep))):
+            and not names_folder(str(args.output))):
         raise ValueError(f"-o {args.output}: {len(jobs.jobs)} inputs need an output directory, not a file name")
     clashes = jobs.collisions()
     if clashes:
@@ -163,7 +164,7 @@ class Tally:
         """The last line: counts, rate, and in brackets the model(s) and path(s) that wrote the outputs (``model``
         and ``how`` when nothing was written: the model the run loaded first)."""
         if self.paths:
-            model, how = "; ".join(self.paths), how
+            model = "; ".join(self.paths)
         extra = (f", {self.skipped} skipped (output exists; --overwrite replaces it)" if self.skipped else "") + (
             f", {self.failed} failed" if self.failed else "")
         rate = f" ({self.megapixels / secs:.2f} output MP/s)" if self.done and secs else ""

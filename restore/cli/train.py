@@ -68,10 +68,10 @@ def check_export_output(args: argparse.Namespace) -> None:
     an existing file without ``--overwrite``, a name whose suffix says the other format."""
     import os
 
-    from restore.io.files import same_file
+    from restore.io.files import names_folder, same_file
 
     out = Path(args.output)
-    if str(args.output).endswith(("/", os.sep)) or out.is_dir():
+    if names_folder(str(args.output)) or out.is_dir():
         raise ValueError(f"-o {args.output}: is a folder; give a file name (e.g. {out / 'model'}"
                          f"{'.onnx' if args.onnx else '.pth'})")
     if os.path.lexists(out) and os.path.lexists(args.weights) and same_file(out, args.weights):

@@ -502,6 +502,19 @@ def _paced(items: Iterable[Any], time_base: Any) -> Iterator[Any]:
         yield item
 
 
+def check_output(src: str | Path, dst: Path, *, overwrite: bool, live: bool = False) -> None:
+    """VideoError before any work when the output video ``dst`` is the input ``src`` (a file source), a folder, or
+    an existing file without ``overwrite``."""
+    from restore import io
+
+    if not live and io.same_file(src, dst):
+        raise io.VideoError(f"{dst}: the output would overwrite the input")
+    if dst.is_dir():
+        raise io.VideoError(f"{dst}: is a folder; give a file name (e.g. {dst / 'out'}{dst.suffix})")
+    if dst.exists() and not overwrite:
+        raise io.VideoError(f"{dst}: exists (use --overwrite)")
+
+
 def upscale_video(source: str | Path, output: str | Path | None, model: nn.Module | Restorer | str | Path, *,
                   codec: str | None = None, crf: int | None = None, preset: str | None = None, start: int = 0,
                   stop: int | None = None, batch: int | None = None, buffer: int = DEFAULT_BUFFER,
@@ -544,12 +557,7 @@ def upscale_video(source: str | Path, output: str | Path | None, model: nn.Modul
         if dst.suffix.lower() not in io.VIDEO_SUFFIXES:
             raise io.VideoError(f"{dst}: unsupported output container {dst.suffix or '(no suffix)'!r}; use one of "
                                 f"{', '.join(io.VIDEO_SUFFIXES)}")
-        if not info.live and io.same_file(src, dst):
-            raise io.VideoError(f"{dst}: the output would overwrite the input")
-        if dst.is_dir():
-            raise io.VideoError(f"{dst}: is a folder; give a file name (e.g. {dst / 'out'}{dst.suffix})")
-        if dst.exists() and not overwrite:
-            raise io.VideoError(f"{dst}: exists (use --overwrite)")
+        check_output(src, dst, overwrite=overwrite, live=info.live)
     known = 0 if info.live else info.estimated_frames()
     if segment is not None:
         known = segment.frames

@@ -49,7 +49,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from restore.engine.video import VideoResult, make_restorer, upscale_video
+from restore.engine.video import VideoResult, check_output, make_restorer, upscale_video
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -416,19 +416,13 @@ def upscale_video_segments(source: str | Path, output: str | Path, model: nn.Mod
     Restorer for the local work (else one is made from ``model``). ``progress`` / ``on_start`` as
     :func:`~restore.engine.video.upscale_video` for local segments; ``on_segment`` per finished segment.
     """
-    from restore.errors import VideoError
-    from restore.io import probe_video, same_file
+    from restore.io import probe_video
 
     src, dst = str(source), Path(output)
     info = probe_video(src)
     if info.live:
         raise ValueError(f"{src}: segments need a file, not a live source")
-    if dst.exists() and same_file(src, dst):
-        raise VideoError(f"{dst}: the output would overwrite the input")
-    if dst.is_dir():
-        raise VideoError(f"{dst}: is a folder; give a file name (e.g. {dst / 'out'}{dst.suffix})")
-    if dst.exists() and not overwrite:
-        raise VideoError(f"{dst}: exists (use --overwrite)")
+    check_output(src, dst, overwrite=overwrite)
     t0 = time.perf_counter()
     notes: list[str] = []
     if join_only:

@@ -82,6 +82,12 @@ def publish(tmp: str | Path, final: str | Path, *, overwrite: bool) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def names_folder(name: str) -> bool:
+    """Whether ``name`` as typed ends with a path separator ("out/", "run.v2/"): it names a folder, whatever its
+    suffix (``Path`` drops the trailing separator, so this reads the string)."""
+    return name.endswith(("/", os.sep))
+
+
 def ensure_folder(folder: str | Path) -> Path:
     """``mkdir -p folder``; when a file stands where a folder is needed, NotADirectoryError naming that file
     (``mkdir(exist_ok=True)`` would raise FileExistsError, which callers read as "the output exists")."""

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from restore.io.files import IMAGE_SUFFIXES
+from restore.io.files import IMAGE_SUFFIXES, names_folder
 
 LOSSLESS_SUFFIXES = (".png", ".tif", ".tiff", ".webp")
 GLOB_CHARS = "*?["
@@ -108,7 +108,7 @@ def output_for(src: Path, rel: Path, out: str | None, suffix: str, *, single: bo
     if out is None:
         return src.with_name(name)
     o = Path(out)
-    if single and o.suffix and not o.is_dir() and not out.endswith(("/", os.sep)):  # "out.v2/" is a folder
+    if single and o.suffix and not o.is_dir() and not names_folder(out):  # "out.v2/" is a folder
         return o
     return o / rel.parent / name
 
@@ -143,7 +143,7 @@ def plan(inputs: Sequence[str], *, out: str | None, suffix: str, recursive: bool
     kept = [(f, rel) for f, rel in found
             if (not include or _matches(rel, include)) and not (exclude and _matches(rel, exclude))]
     out_dir = Path(out) if out is not None and (Path(out).is_dir() or not Path(out).suffix
-                                                or out.endswith(("/", os.sep))) else None
+                                                or names_folder(out)) else None
     if out_dir is not None:  # an output folder inside an input folder: its files are earlier results, not inputs
         inside = [f for f, _ in kept if _key(f) not in named and _under(f, out_dir)]
         if inside:
@@ -152,7 +152,7 @@ def plan(inputs: Sequence[str], *, out: str | None, suffix: str, recursive: bool
             gone = {_key(f) for f in inside}
             kept = [(f, rel) for f, rel in kept if _key(f) not in gone]
     for f, rel in kept:
-        key = os.path.normcase(os.path.abspath(f))
+        key = _key(f)
         if key in seen:  # named twice (a file and its folder, two overlapping globs): once is enough
             continue
         seen.add(key)
