@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
