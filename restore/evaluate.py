@@ -160,13 +160,15 @@ def _check_size(path: Path, img: np.ndarray, border: int) -> None:
 
 
 def evaluate_sr(model: nn.Module, data: str | Path, *, scale: int, name: str = "", progress: bool = True,
-                device: str = "cpu", precision: str = "fp32", calibration: object = None) -> EvalResult:
+                device: str = "cpu", precision: str = "fp32", calibration: object = None,
+                tta: bool = False) -> EvalResult:
     meta = model.meta
     if meta.task != "sr":
         raise ValueError(f"{name or meta.family}: a {meta.task} model; use --sigma for denoisers")
     if meta.scale != scale:
         raise ValueError(f"{name or meta.family}: model is x{meta.scale}, asked to evaluate x{scale}")
-    runner = Restorer(model, device=device, precision=precision, calibration=calibration)  # type: ignore[arg-type]
+    runner = Restorer(model, device=device, precision=precision, calibration=calibration,  # type: ignore[arg-type]
+                      tta=tta)
     pairs = find_pairs(data, scale)
     res = EvalResult(model=name or meta.variant, task="sr", data=str(data), scale=scale, sigma=None)
     for img_name, lr, hr in tqdm(sr_pairs(pairs, scale), total=len(pairs), disable=not progress,
@@ -190,7 +192,7 @@ def add_noise(clean: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
 
 def evaluate_denoise(model: nn.Module | Callable[[str], nn.Module], data: str | Path, *, sigma: float, seed: int = 0,
                      name: str = "", progress: bool = True, device: str = "cpu", precision: str = "fp32",
-                     calibration: object = None) -> EvalResult:
+                     calibration: object = None, tta: bool = False) -> EvalResult:
     """``model``: one denoiser, or a function from an image's colour ("gray" / "rgb") to the model for it (what
     ``restore denoise`` does without --model: :func:`restore.weights.default_denoiser`); the result's name then
     lists the models used."""
@@ -204,7 +206,7 @@ def evaluate_denoise(model: nn.Module | Callable[[str], nn.Module], data: str | 
             raise ValueError(f"{name or meta.family}: an x{meta.scale} SR model; use --scale for SR models")
         if id(net) not in runners:
             runners[id(net)] = (Restorer(net, device=device, precision=precision,  # type: ignore[arg-type]
-                                         calibration=calibration), meta.variant)
+                                         calibration=calibration, tta=tta), meta.variant)
         return runners[id(net)][0], meta
 
     if pick is None:

@@ -3,8 +3,9 @@
 Sets CBSD68 and Kodak24 at sigma 15 / 25 / 50. The noisy input is made exactly as ``restore eval`` makes it
 (``restore.evaluate.add_noise(clean, sigma, seed=0)``: float32, not clipped, seed reset per image). Methods:
 
-- ``ours``: the model ``restore denoise --sigma S`` picks for a colour image; ``ours-blind``: the one it picks
-  without ``--sigma`` (at every sigma). Both run fp32, untiled, on the float noisy image. When both are the same
+- ``ours``: the model ``restore denoise --sigma S`` picks for a colour image; ``ours-tta``: the same model with
+  ``--tta`` (the 8 flips / rotations averaged, 8x the time); ``ours-blind``: the one it picks without ``--sigma``
+  (at every sigma). All run fp32, untiled, on the float noisy image. When ``ours`` and ``ours-blind`` are the same
   file at every sigma the table shows one row.
 - ``cbm3d``: ``bm3d.bm3d_rgb(noisy, sigma / 255)`` with the package's default profile ('np') on the same float image.
 - ``nlm``: ``cv2.fastNlMeansDenoisingColored`` on the noisy image clipped and rounded to uint8 (it takes uint8
@@ -18,7 +19,7 @@ is missing and an interrupted run resumes. The table goes into ``docs/results.md
 ``denoise-bench``) with the picture ``docs/img/denoise_compare.png`` (Kodak24 crop at sigma 25).
 
     OMP_NUM_THREADS=1 python scripts/bench_denoise.py [--sets CBSD68 Kodak24] [--sigmas 15 25 50]
-        [--methods ours ours-blind cbm3d nlm] [--limit N] [--no-write] [--threads 1] [--tune-nlm]
+        [--methods ours ours-tta ours-blind cbm3d nlm] [--limit N] [--no-write] [--threads 1] [--tune-nlm]
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
 DATA = ROOT.parent / "shared" / "data"
 SETS = {"CBSD68": DATA / "denoise" / "CBSD68", "Kodak24": DATA / "denoise" / "Kodak24"}
 SIGMAS = (15, 25, 50)
-METHODS = ("ours", "ours-blind", "cbm3d", "nlm")
+METHODS = ("ours", "ours-tta", "ours-blind", "cbm3d", "nlm")
 TUNE_DATA = DATA / "train" / "BSD200"  # training images only: never a test set
 TUNE_IMAGES = 4
 CACHE = ROOT / "docs" / "denoise_bench.json"
@@ -118,20 +119,22 @@ def model_name(path: Path) -> str:
 
 
 @functools.cache
-def restorer(path: Path) -> Restorer:
-    """fp32, untiled Restorer for ``path``, warmed up once (the CPU backend is chosen on the first window)."""
+def restorer(path: Path, tta: bool = False) -> Restorer:
+    """fp32, untiled Restorer for ``path`` (``tta``: test-time augmentation), warmed up once (the CPU backend is
+    chosen on the first window)."""
     from restore.engine.restorer import Restorer
     from restore.weights import load_model
 
-    runner = Restorer(load_model(path), precision="fp32", tile=None)
+    runner = Restorer(load_model(path), precision="fp32", tile=None, tta=tta)
     runner.run(np.zeros((128, 128, 3), np.float32))
     return runner
 
 
-def ours_method(row: str, path: Path) -> Method:
-    """A shipped model; its cache identity is the sha256 of the weights file."""
-    return Method(row, "ours", sha256(path), model_name(path), lambda noisy: restorer(path).run(noisy),
-                  setup=lambda: restorer(path))
+def ours_method(row: str, path: Path, tta: bool = False) -> Method:
+    """A shipped model (``tta``: with test-time augmentation); its cache identity is the sha256 of the weights
+    file (and the kind ``ours-tta`` with ``tta``)."""
+    return Method(row, "ours-tta" if tta else "ours", sha256(path), model_name(path) + " + tta" * tta,
+                  lambda noisy: restorer(path, tta).run(noisy), setup=lambda: restorer(path, tta))
 
 
 def cbm3d_method(sigma: int, threads: int = 1) -> Method:
@@ -168,9 +171,10 @@ def build_methods(names: Sequence[str], sigma: int, threads: int) -> list[Method
 
     out = []
     for name in names:
-        if name in ("ours", "ours-blind"):
-            wanted = str(sigma) if name == "ours" else "blind"
-            out.append(ours_method(name, resolve_model(None, task="denoise", sigma=wanted, color="rgb")))
+        if name in ("ours", "ours-tta", "ours-blind"):
+            wanted = "blind" if name == "ours-blind" else str(sigma)
+            out.append(ours_method(name, resolve_model(None, task="denoise", sigma=wanted, color="rgb"),
+                                   tta=name == "ours-tta"))
         elif name == "cbm3d":
             out.append(cbm3d_method(sigma, threads))
         else:
@@ -274,6 +278,7 @@ def row_labels(methods: dict[int, list[Method]]) -> dict[str, str]:
     same = ("ours" in rows and "ours-blind" in rows
             and [m.version for m in rows["ours"]] == [m.version for m in rows["ours-blind"]])
     how = {"ours": "ours, default with and without `--sigma`" if same else "ours, default for `--sigma S`",
+           "ours-tta": "ours, default for `--sigma S` with `--tta`",
            "ours-blind": "ours, blind default: no `--sigma`"}
     labels = {}
     for row in METHODS:
@@ -299,13 +304,15 @@ def table(cells: dict[tuple[str, str, int], Cell], labels: dict[str, str], sets:
     return lines
 
 
-def verdict(cells: dict[tuple[str, str, int], Cell], name: str, sets: Sequence[str], sigmas: Sequence[int]) -> str:
-    """Which cells our default (model ``name``) wins / loses against CBM3D, by how many dB (PSNR); a difference
-    under 0.005 dB is a tie."""
-    diffs = {(s, sigma): cells["ours", s, sigma].psnr - cells["cbm3d", s, sigma].psnr
-             for s in sets for sigma in sigmas if ("ours", s, sigma) in cells and ("cbm3d", s, sigma) in cells}
+def verdict(cells: dict[tuple[str, str, int], Cell], name: str, sets: Sequence[str], sigmas: Sequence[int],
+            row: str = "ours") -> str:
+    """Which cells our default (model ``name``; ``row`` "ours-tta": with ``--tta``) wins / loses against CBM3D, by
+    how many dB (PSNR); a difference under 0.005 dB is a tie."""
+    diffs = {(s, sigma): cells[row, s, sigma].psnr - cells["cbm3d", s, sigma].psnr
+             for s in sets for sigma in sigmas if (row, s, sigma) in cells and ("cbm3d", s, sigma) in cells}
+    who = "our default" if row == "ours" else "our default with `--tta`"
     if not diffs:
-        return "No cell has both our default and CBM3D: no comparison."
+        return f"No cell has both {who} and CBM3D: no comparison."
 
     def listed(items: list[tuple[tuple[str, int], float]]) -> str:
         return ", ".join(f"{s} σ{sigma} ({d:+.2f} dB)" for (s, sigma), d in items)
@@ -313,7 +320,7 @@ def verdict(cells: dict[tuple[str, str, int], Cell], name: str, sets: Sequence[s
     wins = [(c, d) for c, d in diffs.items() if d >= 0.005]
     losses = [(c, d) for c, d in diffs.items() if d <= -0.005]
     ties = [(c, d) for c, d in diffs.items() if abs(d) < 0.005]
-    parts = [f"Our default ({name}) vs CBM3D, PSNR: wins {len(wins)} of {len(diffs)} cells"
+    parts = [f"{who[0].upper()}{who[1:]} ({name}) vs CBM3D, PSNR: wins {len(wins)} of {len(diffs)} cells"
              + (f": {listed(wins)}" if wins else "")]
     if losses:
         parts.append(f"loses {len(losses)}: {listed(losses)}")
@@ -339,6 +346,8 @@ def section_body(cells: dict[tuple[str, str, int], Cell], methods: dict[int, lis
     nlm = ", ".join(f"σ{s}: {NLM_H[s][0]:g}/{NLM_H[s][1]:g}" for s in sigmas)
     lines = [*table(cells, row_labels(methods), sets, sigmas), "",
              verdict(cells, row_name(methods, "ours"), sets, sigmas), "",
+             *([verdict(cells, row_name(methods, "ours"), sets, sigmas, row="ours-tta"), ""]
+               if "ours-tta" in by_row(methods) else []),
              f"PSNR (dB) / SSIM on RGB, no border crop ({coverage(cells, images)}); noise as in `restore eval` "
              "(seed 0 per image, float, not clipped), every output clipped and rounded to uint8. OpenCV NLM "
              "(`cv2.fastNlMeansDenoisingColored`) takes uint8 only, so it gets the noisy image clipped and rounded "

@@ -169,3 +169,16 @@ def test_best_crop_finds_the_textured_window(bd) -> None:
     busy = flat.copy()
     busy[40:56, 8:24] = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
     assert bd.best_crop([flat, busy], 16) == (1, 40, 8)
+
+
+def test_the_tta_row_is_its_own_cache_entry_and_verdict(bd, tmp_path: Path) -> None:
+    w = tmp_path / "cdncnn_x.pth"
+    w.write_bytes(b"weights")
+    plain, tta = bd.ours_method("ours", w), bd.ours_method("ours-tta", w, tta=True)
+    assert bd.cache_key(plain, "CBSD68", 25, "a") != bd.cache_key(tta, "CBSD68", 25, "a")
+    assert tta.label.endswith("+ tta") and tta.kind == "ours-tta"
+    cells = cells_for(bd, {("ours", "Kodak24", 25): 31.90, ("ours-tta", "Kodak24", 25): 32.05,
+                           ("cbm3d", "Kodak24", 25): 32.00})
+    assert "wins 0 of 1" in bd.verdict(cells, "m", ["Kodak24"], [25])
+    text = bd.verdict(cells, "m", ["Kodak24"], [25], row="ours-tta")
+    assert text.startswith("Our default with `--tta` (m)") and "wins 1 of 1 cells: Kodak24 σ25 (+0.05 dB)" in text

@@ -82,3 +82,14 @@ def test_calib_is_checked_before_any_work(tmp_path: Path, capsys: pytest.Capture
             main(["upscale", str(tmp_path / "a.png"), "--precision", "int8", "--calib", str(calib)])
         err = capsys.readouterr().err
         assert e.value.code == 2 and f"argument --calib: {calib}: {says}" in err
+
+
+def test_tta_runs_the_eight_transforms_and_says_so(workdir: Path) -> None:
+    outs = {}
+    for flag, name in (((), "plain.png"), (("--tta",), "tta.png")):
+        r = _run("upscale", "in/a.png", "--weights", "span.pth", "-o", name, "--device", "cpu", *flag, cwd=workdir)
+        assert r.returncode == 0, r.stderr
+        assert ("tta x8" in r.stdout) == bool(flag), r.stdout
+        outs[name] = io.read_image(workdir / name)
+    assert outs["tta.png"].shape == outs["plain.png"].shape == (74, 82, 3)
+    assert np.abs(outs["tta.png"].astype(int) - outs["plain.png"].astype(int)).max() > 0

@@ -95,6 +95,10 @@ def test_eval_without_a_model_scores_what_denoise_picks(tmp_path, monkeypatch, c
                      "--json"]) == 0
         alone = {r["image"]: r["psnr"] for r in json.loads(capsys.readouterr().out)["per_image"]}
         assert next(r["psnr"] for r in res["per_image"] if r["image"] == name) == pytest.approx(alone[name])
+    assert main(["eval", "--sigma", "25", "--data", str(tmp_path / "d"), "--json", "--tta"]) == 0
+    res_tta = json.loads(capsys.readouterr().out)  # the default denoisers with the 8-transform ensemble
+    assert res_tta["tta"] is True and res["tta"] is False and res_tta["model"].endswith("(tta x8)")
+    assert [r["psnr"] for r in res_tta["per_image"]] != [r["psnr"] for r in res["per_image"]]
     assert weights.shipped_sigma(30.0) == "blind" and weights.shipped_sigma(15) == "15"
     assert main(["eval", "--data", str(tmp_path / "d")]) == 2  # neither a model nor --sigma
 

@@ -107,6 +107,12 @@ def add_precision_args(p: argparse.ArgumentParser, *, default: str = "auto", aut
                         "crops of the first image / frames being processed)")
 
 
+def add_tta_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: run the 8 flips / rotations and average them (8x slower; about "
+                        "+0.05-0.1 dB, docs/results.md)")
+
+
 def calibration_source(value: str) -> str:
     """``--calib``: a folder holding images, or one image file (checked before any work)."""
     from pathlib import Path

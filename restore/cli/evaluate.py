@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from restore.cli.args import add_model_args, add_precision_args, noise_level, resolved_precision
+from restore.cli.args import add_model_args, add_precision_args, add_tta_arg, noise_level, resolved_precision
 
 
 def add_parsers(sub: Any) -> None:
@@ -21,6 +21,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--sigma", type=noise_level, help="denoising: Gaussian noise level on the 0-255 scale")
     p.add_argument("--seed", type=int, default=0, help="noise seed, reset per image (default 0)")
     add_precision_args(p, default="fp32")
+    add_tta_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
 
@@ -41,18 +42,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model = load_model(weights, device=args.device)
     if args.sigma is not None:
         evaluate = functools.partial(evaluate_denoise, model, args.data, sigma=args.sigma, seed=args.seed, name=name,
-                                     progress=not args.json, device=args.device)
+                                     progress=not args.json, device=args.device, tta=args.tta)
     else:
         scale = args.scale if args.scale is not None else model.meta.scale
         evaluate = functools.partial(evaluate_sr, model, args.data, scale=scale, name=name, progress=not args.json,
-                                     device=args.device)
+                                     device=args.device, tta=args.tta)
     precision = resolved_precision(args.precision, args.device, model.meta)
     res = evaluate(precision=args.precision, calibration=args.calib)
     ref = evaluate(precision="fp32") if precision != "fp32" else None  # the honest cost of a lossy precision
     if args.json:
         cost = {"psnr_fp32": round(ref.psnr_y, 4), "psnr_cost_db": round(res.psnr_y - ref.psnr_y, 4),
                 "ssim_fp32": round(ref.ssim_y, 4)} if ref is not None else {}
-        print(json.dumps({**res.to_dict(), "precision": precision, **cost}))
+        print(json.dumps({**res.to_dict(), "precision": precision, "tta": args.tta, **cost}))
         return 0
     _print_table(res, name)
     label = "Y-PSNR" if res.task == "sr" else "PSNR"
@@ -81,10 +82,10 @@ def _eval_default_denoiser(args: argparse.Namespace) -> int:
         return models[color]
 
     res = evaluate_denoise(model_for, args.data, sigma=args.sigma, seed=args.seed, name="", progress=not args.json,
-                           device=args.device, precision=args.precision, calibration=args.calib)
-    res.model = "default: " + " / ".join(dict.fromkeys(used))
+                           device=args.device, precision=args.precision, calibration=args.calib, tta=args.tta)
+    res.model = "default: " + " / ".join(dict.fromkeys(used)) + (" (tta x8)" if args.tta else "")
     if args.json:
-        print(json.dumps({**res.to_dict(), "precision": args.precision}))
+        print(json.dumps({**res.to_dict(), "precision": args.precision, "tta": args.tta}))
         return 0
     _print_table(res, res.model)
     return 0

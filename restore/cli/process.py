@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from restore.cli.args import add_model_args, add_precision_args, positive, tile
+from restore.cli.args import add_model_args, add_precision_args, add_tta_arg, positive, tile
 from restore.engine.policy import FITS, RESAMPLERS
 
 JOURNAL = "restore-journal.jsonl"  # restore.io.journal.JOURNAL_NAME (the parser imports nothing heavy)
@@ -65,6 +65,7 @@ def add_parsers(sub: Any) -> None:
         p.add_argument("--tile", type=tile, default="auto",
                        help="tile size in LR px, 'auto' (from free memory, default), 'acs' (IMDN crops) or 0 (none)")
         add_precision_args(p)
+        add_tta_arg(p)
         p.add_argument("--suffix", default=None, help="added to output names (default _x<scale> / _denoised)")
         p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
         p.add_argument("--allow-large", action="store_true",
@@ -183,7 +184,8 @@ def cmd_process(args: argparse.Namespace, task: str) -> int:
                     resample=args.resample) if task == "sr" else Sizing()
     choice = ModelChoice(task, weights=args.weights, model=args.model, scale=getattr(args, "scale", None),
                          sigma=getattr(args, "sigma", None) or ("blind" if task == "denoise" else None),
-                         device=args.device, tile=args.tile, precision=args.precision, calib=args.calib, sizing=sizing)
+                         device=args.device, tile=args.tile, precision=args.precision, calib=args.calib, sizing=sizing,
+                         tta=args.tta)
     if args.workers is not None and args.ray is None:
         raise ValueError("--workers is for --ray (without Ray, run one 'restore' per --shard K/N)")
     if args.ray is not None and (not args.output or (Path(args.output).suffix and not Path(args.output).is_dir())):

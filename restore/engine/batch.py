@@ -63,7 +63,7 @@ class Sizing:
 @dataclass(frozen=True)
 class ModelChoice:
     """Which model(s) a run uses and how they run, as the command line says it (``weights`` / ``model`` / ``scale``
-    / ``sigma``, device, tile, precision, int8 calibration); picklable."""
+    / ``sigma``, device, tile, precision, int8 calibration, test-time augmentation); picklable."""
 
     task: str  # "sr" or "denoise"
     weights: str | None = None
@@ -75,6 +75,7 @@ class ModelChoice:
     precision: str = "auto"
     calib: str | None = None
     sizing: Sizing = Sizing()
+    tta: bool = False
 
     @property
     def by_color(self) -> bool:
@@ -124,7 +125,7 @@ class ModelChoice:
 
     def restorer(self, model: Any) -> Restorer:
         return Restorer(model, device=self.device, tile=self.tile, precision=self.precision,  # type: ignore[arg-type]
-                        calibration=self.calib)
+                        calibration=self.calib, tta=self.tta)
 
 
 class Runners:
@@ -230,7 +231,8 @@ def _size(a: np.ndarray) -> tuple[int, int]:
 def _path_of(runner: Restorer) -> str:
     """The model and path that made an output, as the run's summary names it."""
     m = runner.meta
-    return f"{m.family}/{m.variant} x{m.scale}, {runner.device}, {runner.precision} {runner.backend}"
+    return (f"{m.family}/{m.variant} x{m.scale}, {runner.device}, {runner.precision} {runner.backend}"
+            + (", tta x8" if runner.tta else ""))
 
 
 def _run(runner: Restorer, img: np.ndarray, src: Path, progress: bool) -> np.ndarray:

@@ -248,16 +248,18 @@ class DemoApp:
                 self._cache.popitem(last=False)
         return m
 
-    def runner(self, path: str | Path, tile: str, precision: str) -> Any:
-        """A :class:`restore.Restorer` for the checkpoint at ``path`` with these settings, kept (a few, least
-        recently used dropped first) so that its CPU fast path is built once, not on every request."""
+    def runner(self, path: str | Path, tile: str, precision: str, tta: bool = False) -> Any:
+        """A :class:`restore.Restorer` for the checkpoint at ``path`` with these settings (``tta``: test-time
+        augmentation), kept (a few, least recently used dropped first) so that its CPU fast path is built once, not
+        on every request."""
         from restore.engine.restorer import Restorer
 
-        key = (str(path), str(tile), str(precision))
+        key = (str(path), str(tile), str(precision), bool(tta))
         with self._lock:
             r = self._runners.pop(key, None)
         if r is None:
-            r = Restorer(self.network(path), device=self.device, tile=parse_tile(tile), precision=precision)
+            r = Restorer(self.network(path), device=self.device, tile=parse_tile(tile), precision=precision,
+                         tta=bool(tta))
         with self._lock:
             self._runners[key] = r
             while len(self._runners) > MODEL_CACHE_SIZE:
@@ -389,10 +391,11 @@ class DemoApp:
     @readable_errors
     def run_image(self, path: str | None, task: str, key: str | None, tile: str, precision: str, sigma: str,
                   add_noise: bool, uploads: dict[str, ModelEntry] | None = None,
-                  outscale: float | None = None) -> tuple[Any, Any, str]:
+                  outscale: float | None = None, tta: bool = False) -> tuple[Any, Any, str]:
         """Restore the uploaded image: (before/after pair for the slider, download button, status line).
         ``outscale`` (upscaling): the final size as a multiple of the input's (the network runs at its own scale,
-        then the result is resampled: MATLAB bicubic, antialiased when shrinking); None or 0: the model's."""
+        then the result is resampled: MATLAB bicubic, antialiased when shrinking); None or 0: the model's.
+        ``tta``: test-time augmentation (the 8 flips / rotations averaged)."""
         from restore.engine.restorer import RunStats
 
         if not path:
@@ -403,7 +406,7 @@ class DemoApp:
         noisy = task == "denoise" and add_noise
         if noisy:
             img = add_gaussian_noise(img, float(sigma))
-        restorer = self.runner(entry.path, tile, precision)
+        restorer = self.runner(entry.path, tile, precision, tta)
         stats = RunStats()
         t0 = time.perf_counter()
         out = restorer.run(img, stats=stats)
@@ -434,6 +437,8 @@ class DemoApp:
             extra.append(f"Gaussian noise σ {sigma} added to the input first")
         if resized:
             extra.append(f"×{entry.scale} network output resampled to ×{float(outscale):g} (bicubic)")
+        if tta:
+            extra.append("test-time augmentation (8 passes averaged)")
         if stats.fp32_retries:
             extra.append(f"{stats.fp32_retries} tile(s) re-run in fp32")
         if oh * ow > pmax:

@@ -95,6 +95,8 @@ def build_ui(app: DemoApp) -> gr.Blocks:
                                            info="auto: from free memory; none: whole image")
                         precision = gr.Radio(list(app.precisions), value="auto", label="Precision",
                                              elem_id="precision")
+                    tta = gr.Checkbox(False, label="Test-time augmentation (8 flips / rotations averaged: 8x slower, "
+                                                   "slightly better)", elem_id="tta")
                     run_btn = gr.Button("Run", variant="primary", elem_id="run-btn")
                     with gr.Accordion("Add your own checkpoint", open=False):
                         ckpt = gr.File(label="Checkpoint (.pth, .pt, .pb, .safetensors)",
@@ -157,7 +159,7 @@ def build_ui(app: DemoApp) -> gr.Blocks:
                                  api_visibility=PRIVATE)
         if video_model is not None:
             ckpt_event.then(app.refresh_video_models, [video_model, uploads], video_model, api_visibility=PRIVATE)
-        run_btn.click(app.run_image, [image_in, task, model, tile, precision, sigma, add_noise, uploads, outscale],
+        run_btn.click(app.run_image, [image_in, task, model, tile, precision, sigma, add_noise, uploads, outscale, tta],
                       [compare, download, status], concurrency_id=CONCURRENCY_ID, concurrency_limit=1,
                       show_progress_on=[compare], api_visibility=PRIVATE)
         add_api(app)

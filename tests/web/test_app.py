@@ -84,6 +84,19 @@ def test_run_image_x2_matches_the_api(app: webapp.DemoApp, tmp_path: Path) -> No
     assert "13×9 → 26×18" in status and " s** with espcn_x2.pth on cpu, fp32, whole image" in status
 
 
+def test_run_image_with_tta_is_the_api_with_tta(app: webapp.DemoApp, tmp_path: Path) -> None:
+    img = gradient_image(13, 9)
+    key = _key(app, "espcn_x2.pth")
+    *_, download, status = app.run_image(_png(tmp_path, img), "sr", key, "auto", "fp32", "25", False, None, None,
+                                          True)
+    net = load_model(app.lookup(key).path)
+    expected = Restorer(net, device="cpu", precision="fp32", tta=True).run(img)
+    np.testing.assert_array_equal(io.read_image(download["value"]), expected)
+    assert "test-time augmentation" in status
+    path = app.lookup(key).path
+    assert app.runner(path, "auto", "fp32", True).tta and not app.runner(path, "auto", "fp32").tta  # kept apart
+
+
 def test_run_image_keeps_16_bit_and_alpha(app: webapp.DemoApp, tmp_path: Path) -> None:
     img = gradient_image(10, 7, dtype=np.uint16, channels=4)
     (before, after), download, status = app.run_image(_png(tmp_path, img, "deep.png"), "sr",
