@@ -194,3 +194,24 @@ def test_comparison_rows_come_from_the_cache_without_checkpoints(monkeypatch: py
     assert len(rows) == 2 + len(make_results.COMPARISON)
     assert all("—" not in r for r in rows[2:]), rows
     assert len(make_results.comparison_rows({})) == 2
+
+
+def test_tta_rows_evaluate_with_the_flag_and_show_the_gain(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls = []
+    for folder in ("sr/Set5", "sr/Set14"):
+        (tmp_path / folder).mkdir(parents=True)
+
+    def fake_eval(source: list[str], data: Path, *, scale: int | None = None, sigma: int | None = None) -> dict:
+        calls.append(source)
+        return {"psnr_y": 30.25 if "--tta" in source else 30.0}
+
+    monkeypatch.setattr(make_results, "restore_eval", fake_eval)
+    monkeypatch.setattr(make_results, "save_cache", lambda cache: None)
+    monkeypatch.setattr(make_results, "DATA", tmp_path)
+    row = {"name": "espcn_x2", "task": "sr", "scale": 2, "sigma": None, "color": "y", "key": "k",
+           "source": ["--model", "espcn_x2"]}
+    cache = {"k|Set5|x2": {"psnr_y": 30.0}}
+    lines = make_results.tta_rows({"ours": [row]}, cache)
+    assert calls == [["--model", "espcn_x2", "--tta"]] * 2  # Set5 and Set14; Set14's plain figure is missing
+    assert lines[2:] == ["| espcn_x2 | Set5 x2 | 30.00 (Y-PSNR) | 30.25 | +0.25 |"]
+    assert "k|Set5|x2|tta" in cache

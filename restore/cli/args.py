@@ -109,8 +109,8 @@ def add_precision_args(p: argparse.ArgumentParser, *, default: str = "auto", aut
 
 def add_tta_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tta", action="store_true",
-                   help="test-time augmentation: run the 8 flips / rotations and average them (8x slower; about "
-                        "+0.05-0.1 dB, docs/results.md)")
+                   help="test-time augmentation: run the 8 flips / rotations and average them (8x slower; "
+                        "+0.1-0.25 dB on the shipped models, docs/results.md)")
 
 
 def calibration_source(value: str) -> str:

@@ -1,8 +1,8 @@
 """Test-time augmentation ("TTA", the ``x8`` / self-ensemble of EDSR+, KAIR's ``x8`` and waifu2x's / Real-ESRGAN
 ncnn's ``-x``): the network runs on the 8 flips / 90-degree rotations of its input (the dihedral group D4), each
 output is mapped back, and the 8 are averaged. The networks here are convolutional, so each pass is as valid as the
-plain one; averaging removes part of each pass's error (measured in docs/results.md: about +0.05 to +0.1 dB on the
-colour denoisers) for 8x the network time. Pure tensor functions; the engine applies them per window (exact tiles
+plain one; averaging removes part of each pass's error (docs/results.md: +0.1 to +0.26 dB on the shipped SR models
+and denoisers) for 8x the network time. Pure tensor functions; the engine applies them per window (exact tiles
 stay exact: a tile's context covers the receptive field in every direction)."""
 
 from __future__ import annotations
