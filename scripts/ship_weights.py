@@ -145,9 +145,10 @@ def chain(name: str) -> tuple[str, ...]:
 
 # session 10 (issue 20): the colour defaults are OpponentDnCNNs, two gray DnCNNs in an orthonormal luminance /
 # chrominance basis; each part is a shipped gray model, fine-tuned on its planes where this session's CPU-hours
-# reached (sigma 15 and 25; sigma 50 and blind in session 11; second luminance cycles in session 12)
+# reached (sigma 15 and 25; sigma 50 and blind in session 11; second luminance cycles in session 12; a third for sigma
+# 15 in session 13)
 SHIPS += [
-    Composite("cdncnn_opp_s15", chain("dncnn_blind") + ("opp_luma_s15", "opp_luma_s15_2"),
+    Composite("cdncnn_opp_s15", chain("dncnn_blind") + ("opp_luma_s15", "opp_luma_s15_2", "opp_luma_s15_3"),
               chain("dncnn_s15") + ("opp_chroma_s15",),
               "15", default=True, summary="DnCNN colour, sigma 15, opponent colour: luminance by dncnn_blind "
               "fine-tuned at 15/sqrt3, chrominance by dncnn_s15 fine-tuned on chrominance planes"),
