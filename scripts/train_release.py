@@ -456,9 +456,8 @@ QUEUES: dict[str, list[Stage]] = {
     "opp_cont2": [opp_part("luma", None, "dncnn_blind", iters=500, lr=5e-5, sigma_range=(0, 55), suffix="_2",
                            after="opp_luma_b")],
     "opp_cont2_c": [opp_part("luma", 25, "dncnn_s15", iters=500, lr=5e-5, suffix="_2", after="opp_luma_s25")],
-    # session 13: third cycles for the sigma-50 / sigma-15 luminance. The luminance error is ~90% of the colour MSE
-    # on Kodak24 (per-plane MSE of cdncnn_opp_s50 / _s15 on its first 3 images), where we trail CBM3D by 0.23 /
-    # 0.15 dB; the chrominance planes hardly count
+    # session 13: third cycles for the sigma-50 / sigma-15 luminance. The luminance error is 69-91% of the colour
+    # MSE on Kodak24 (per-plane MSE of cdncnn_opp_s50 on its first 3 images), where we trail CBM3D by 0.23 / 0.15 dB
     "opp_luma3": [opp_part("luma", 50, "dncnn_s25", iters=600, lr=5e-5, suffix="_3", after="opp_luma_s50_2")],
     "opp_luma3_c": [opp_part("luma", 15, "dncnn_blind", iters=1000, lr=5e-5, suffix="_3", after="opp_luma_s15_2")],
     # session 4: a third cycle for the gray sigma-25 default (beside sr_x2 / sr_x3)
