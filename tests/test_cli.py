@@ -93,3 +93,15 @@ def test_tta_runs_the_eight_transforms_and_says_so(workdir: Path) -> None:
         outs[name] = io.read_image(workdir / name)
     assert outs["tta.png"].shape == outs["plain.png"].shape == (74, 82, 3)
     assert np.abs(outs["tta.png"].astype(int) - outs["plain.png"].astype(int)).max() > 0
+
+
+def test_the_summary_rate_keeps_two_significant_digits_when_slow() -> None:
+    from types import SimpleNamespace
+
+    from restore.cli.process import Tally
+
+    t = Tally()
+    t.report(SimpleNamespace(status="written", megapixels=0.06, path="m", message="a -> b"))
+    assert "(0.0021 output MP/s)" in t.summary(28.4, "m", "")  # a slow --tta run, not "0.00"
+    assert "(1.80 output MP/s)" in t.summary(0.0333, "m", "")
+    assert "MP/s" not in Tally().summary(1.0, "m", "")

@@ -168,7 +168,8 @@ class Tally:
             model = "; ".join(self.paths)
         extra = (f", {self.skipped} skipped (output exists; --overwrite replaces it)" if self.skipped else "") + (
             f", {self.failed} failed" if self.failed else "")
-        rate = f" ({self.megapixels / secs:.2f} output MP/s)" if self.done and secs else ""
+        mps = self.megapixels / secs if self.done and secs else 0.0
+        rate = f" ({mps:.2f} output MP/s)" if mps >= 0.1 else f" ({mps:.2g} output MP/s)" if mps else ""
         return f"{self.done} image(s) written in {secs:.1f} s{rate}{extra} [{model}{how}]"
 
 
