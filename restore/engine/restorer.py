@@ -84,7 +84,7 @@ from torch import nn
 
 from restore import pixels
 from restore.archs.base import ModelMeta
-from restore.engine import acs, tiling
+from restore.engine import acs, tiling, tta
 from restore.engine.policy import BACKENDS, DEVICE_HELP, MIN_TILE, PRECISIONS
 
 log = logging.getLogger(__name__)
@@ -502,12 +502,7 @@ class Restorer:
 
     def _net(self, x: torch.Tensor, stats: RunStats | None) -> torch.Tensor:
         """The network on a device tensor already in the model's range (float32 NCHW); float32 output.
-        Low precision: windows whose output is not finite are re-run in float32."""
-        if stats is not None:
-            stats.forwards += 1
-            stats.windows += x.shape[0]
-            if stats.on_forward is not None:
-                stats.on_forward(stats.windows)
+        Low precision: windows whose output is not finite are re-run in float32 (counted in ``stats``)."""
         if self.low_model is None:
             fast = self._fp32_runner(x)
             return self.model(x) if fast is None else fast(x)
@@ -539,16 +534,14 @@ class Restorer:
         if ph or pw:
             mode = "reflect" if ph < h and pw < w else "replicate"
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        if stats is not None:  # a window counts once; its network calls, once per TTA transform
+            stats.forwards += len(tta.TRANSFORMS) if self.tta else 1
+            stats.windows += x.shape[0]
+            if stats.on_forward is not None:
+                stats.on_forward(stats.windows)
         x = x.to(self.device) * m.input_range
-        if self.tta:
-            from restore.engine import tta
-
-            passes = iter([stats] + [None] * (len(tta.TRANSFORMS) - 1))  # the window counts once, not 8 times
-            y = tta.ensemble(lambda v: self._net(v, next(passes)), x) / m.input_range
-            if stats is not None:
-                stats.forwards += len(tta.TRANSFORMS) - 1
-        else:
-            y = self._net(x, stats) / m.input_range
+        net = functools.partial(self._net, stats=stats)
+        y = (tta.ensemble(net, x) if self.tta else net(x)) / m.input_range
         return y[..., : h * m.scale, : w * m.scale]
 
     # ------------------------------------------------------------------------------------------ tiling
