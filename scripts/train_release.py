@@ -190,13 +190,16 @@ ROOT3 = 3**0.5
 
 
 def opp_part(part: str, sigma: float | None, start: str, *, iters: int, lr: float, suffix: str = "",
-             sigma_range: tuple[float, float] | None = None, batch: int = 32, after: str | None = None) -> Stage:
+             sigma_range: tuple[float, float] | None = None, batch: int = 32, after: str | None = None,
+             gt_size: int | None = None, sampling: str | None = None) -> Stage:
     """One gray part of an opponent-colour DnCNN (restore.archs.dncnn.OpponentDnCNN), fine-tuned from the shipped
     gray model ``start`` (deploy form, as shipped in ``SHIPPED_8``) on the ``part`` planes ("luma": mean of R, G,
     B at the colour sigma / sqrt3; "chroma": a chrominance plane at the colour sigma) of every colour training
     folder (+ Train400 for the luminance: a gray photo is its own luminance). ``sigma`` is the colour noise level
     (None with ``sigma_range`` for a blind part). ``after`` names an earlier stage of the same part to continue
-    from (its latest raw weights) instead of the shipped ``start``."""
+    from (its latest raw weights) instead of the shipped ``start``. ``gt_size`` overrides the option file's 40x40
+    patches (keep ``batch * gt_size**2`` near 32 * 40**2 for the same pixels per step); ``sampling="area"`` draws
+    images in proportion to their size instead of each equally often."""
     plane = (lambda v: v / ROOT3) if part == "luma" else (lambda v: v)
     tag = f"s{sigma:g}" if sigma is not None else "b"
     name = f"opp_{part}_{tag}{suffix}"
@@ -211,6 +214,8 @@ def opp_part(part: str, sigma: float | None, start: str, *, iters: int, lr: floa
                f"datasets.train.batch_size_per_gpu={batch}", "network_g.batch_norm=false", NHWC,
                f"datasets.val.dataroot_gt={SET5_HR}", "datasets.val.color=rgb", f"datasets.val.opponent={part}",
                f"datasets.val.sigma={val_sigma:.4f}"]
+            + ([f"datasets.train.gt_size={gt_size}"] if gt_size else [])
+            + ([f"datasets.train.sampling={sampling}"] if sampling else [])
             + cosine(iters, lr, warmup=50) + every(max(100, iters // 4), 100)
             + (warm_start(after, strict=True, key="params") if after else warm_start_release(start, SHIPPED_8)))
     opt = "dncnn_b" if sigma is None else "dncnn_s25"
@@ -460,6 +465,14 @@ QUEUES: dict[str, list[Stage]] = {
     # MSE on Kodak24 (per-plane MSE of cdncnn_opp_s50 on its first 3 images), where we trail CBM3D by 0.23 / 0.15 dB
     "opp_luma3": [opp_part("luma", 50, "dncnn_s25", iters=600, lr=5e-5, suffix="_3", after="opp_luma_s50_2")],
     "opp_luma3_c": [opp_part("luma", 15, "dncnn_blind", iters=1000, lr=5e-5, suffix="_3", after="opp_luma_s15_2")],
+    # session 14: larger patches. A 40x40 patch is barely wider than the depth-17 receptive field (35x35), so most
+    # of its outputs see zero padding; a Kodak24 photo is mostly interior. 96x96 x 6 is the same pixels per step
+    "opp_luma4": [opp_part("luma", 50, "dncnn_s25", iters=1200, lr=5e-5, suffix="_4", after="opp_luma_s50_3",
+                           gt_size=96, batch=6)],
+    # and the same with area-weighted sampling: the 180x180 Train400 crops are 70% of the images but 27% of the
+    # pixels; the high-resolution photographs (Sun-Hays, wallpapers: Kodak-like) are 5% of the images, 45% of the pixels
+    "opp_luma4_c": [opp_part("luma", 50, "dncnn_s25", iters=1200, lr=5e-5, suffix="_4a", after="opp_luma_s50_3",
+                             gt_size=96, batch=6, sampling="area")],
     # session 4: a third cycle for the gray sigma-25 default (beside sr_x2 / sr_x3)
     "denoise3": [
         Stage("dncnn_s25_3", DN_DATA + ["name=dncnn_s25_3"] + cosine(1200, 3e-4) + every(400, 100)

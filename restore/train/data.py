@@ -209,11 +209,29 @@ class _Base(Dataset):
         self.gt_size = opt.get("gt_size")
         if self.phase == "train" and self.gt_size:
             self._drop_small(what)
+        self._cum_area = self._area_weights(what) if opt.get("sampling", "image") == "area" else None
         self.hflip = bool(opt.get("use_hflip", False))
         self.rot = bool(opt.get("use_rot", False))
 
     def __len__(self) -> int:
         return len(self.gt)
+
+    def _area_weights(self, what: str) -> np.ndarray:
+        """Cumulative probabilities of drawing each image in proportion to its patch positions (``sampling:
+        area``)."""
+        if self.phase != "train" or not self.gt_size:
+            raise DataError(f"{what}: sampling 'area' is for training with a patch size (gt_size)")
+        store, need = (self.lq, self.gt_size // self.scale) if self.lq is not None else (self.gt, self.gt_size)
+        counts = np.array([(h - need + 1) * (w - need + 1) for h, w in (_size(store, i) for i in range(len(store)))],
+                          dtype=np.float64)
+        return np.cumsum(counts) / counts.sum()
+
+    def _pick(self, idx: int, rng: np.random.Generator) -> int:
+        """The image a training sample crops: ``idx`` itself, or with ``sampling: area`` an area-weighted draw
+        (the sampler's index only seeds it, so epochs and resumption stay as they are)."""
+        if self._cum_area is None:
+            return idx
+        return min(int(np.searchsorted(self._cum_area, rng.random(), side="right")), len(self._cum_area) - 1)
 
     def _drop_small(self, what: str) -> None:
         """Leave out training images smaller than the patch (e.g. most of T91 for 256 px x4 patches)."""
@@ -238,9 +256,10 @@ class SRImageDataset(_Base):
     def __getitem__(self, key: SampleKey) -> dict[str, Any]:
         idx, rng = _split_key(key)
         s = self.scale
-        hr = self.gt.get(idx)
         if self.phase != "train":
-            return self._val_item(idx, hr)
+            return self._val_item(idx, self.gt.get(idx))
+        idx = self._pick(idx, rng)
+        hr = self.gt.get(idx)
         size = self.gt_size // s
         if self.lq is not None:
             lr = self.lq.get(idx)
@@ -309,6 +328,8 @@ class DenoiseDataset(_Base):
 
     def __getitem__(self, key: SampleKey) -> dict[str, Any]:
         idx, rng = _split_key(key)
+        if self.phase == "train":
+            idx = self._pick(idx, rng)
         clean = self.gt.get(idx)
         if self.phase != "train":
             from restore.evaluate import add_noise

@@ -87,6 +87,9 @@ class DatasetOptions:
     io_backend: IOBackendOptions = field(default_factory=IOBackendOptions)
     color: Literal["rgb", "gray", "y"] = "rgb"
     gt_size: int | None = None
+    # which image a training sample crops: "image" = each image equally often (BasicSR), "area" = in proportion to
+    # its patch positions, so a 4 MP photo gives ~100x the patches of a 180x180 crop
+    sampling: Literal["image", "area"] = "image"
     use_hflip: bool = False
     use_rot: bool = False
     use_shuffle: bool = True

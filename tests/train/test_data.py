@@ -145,3 +145,24 @@ def test_small_image_is_a_clear_error(tmp_path):
         assert ds[(0, (0, 0, 0))]["gt"].shape == (3, 32, 32)
     with pytest.raises(ValueError, match="not a directory"):
         SRImageDataset({"name": "x", "phase": "train", "scale": 2, "dataroot_gt": str(tmp_path / "none")})
+
+
+def test_area_sampling_draws_images_by_their_patch_positions(tmp_path):
+    from restore import io
+
+    rng = np.random.default_rng(0)
+    io.write_image(tmp_path / "hr" / "big.png", smooth_image(rng, 80, 96, 3))  # 65 * 81 = 5265 positions of 16x16
+    io.write_image(tmp_path / "hr" / "small.png", smooth_image(rng, 20, 20, 3))  # 5 * 5 = 25
+    base = {"name": "a", "phase": "train", "scale": 1, "dataroot_gt": str(tmp_path / "hr"), "gt_size": 16,
+            "sigma": 25, "color": "rgb"}
+    keys = [(i % 2, (0, 0, i)) for i in range(600)]
+    plain = DenoiseDataset(base)
+    assert [plain[k]["gt_path"] for k in keys[:4]] == [str(p) for p in plain.gt_paths] * 2  # the key's image
+    area = DenoiseDataset({**base, "sampling": "area"})
+    picks = [area[k]["gt_path"].endswith("big.png") for k in keys]
+    assert 0.98 < np.mean(picks) < 1.0  # 5265 / 5290 = 0.995: the small image still comes up
+    assert torch.equal(area[keys[7]]["lq"], area[keys[7]]["lq"])  # still a function of the key
+    sr = SRImageDataset({**base, "scale": 2, "sampling": "area"})  # positions of the 8x8 LR patch: 33 * 41 vs 3 * 3
+    assert np.mean([sr[k]["lq_path"].endswith("big.png") for k in keys]) > 0.98
+    with pytest.raises(ValueError, match="sampling 'area' is for training"):
+        DenoiseDataset({**base, "phase": "val", "sampling": "area"})

@@ -76,6 +76,7 @@ def test_wrong_class_arguments_are_named(section: str, key: str, where: str):
     ("train.ema_decay", True, "expected a number"),
     ("datasets.train.use_hflip", "yes", "expected true/false"),
     ("datasets.train.color", "cmyk", "is not one of"),
+    ("datasets.train.sampling", "pixels", "is not one of"),
     ("model_type", "SRModell", "did you mean"),
     ("network_g.type", "SPAM", "unknown architecture"),
     ("train.optim_g.type", "Adamm", "is not one of"),
