@@ -121,6 +121,19 @@ def test_digest_depends_on_the_weights_only() -> None:
     assert path_cache.model_digest(_model(0)) != path_cache.model_digest(_model(1))
 
 
+def test_digest_of_a_model_with_scalar_buffers() -> None:
+    """BatchNorm's 0-dim ``num_batches_tracked`` (a DnCNN trained with batch_norm: true, before fuse) is hashed
+    like any tensor: it once raised 'self.dim() cannot be 0 to view Long as Byte' on the first large image."""
+    from restore.archs.dncnn import DnCNN
+
+    torch.manual_seed(0)
+    net = DnCNN(num_layers=3, num_features=4, batch_norm=True)
+    assert any(t.dim() == 0 for t in net.state_dict().values())
+    a = path_cache.model_digest(net)
+    next(t for t in net.state_dict().values() if t.dim() == 0).fill_(5)
+    assert path_cache.model_digest(net) != a
+
+
 def test_cache_dir_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(path_cache.ENV, str(tmp_path / "c"))
     assert path_cache.cache_dir() == tmp_path / "c"
