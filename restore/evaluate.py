@@ -190,17 +190,19 @@ def add_noise(clean: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
     return (x + np.random.normal(0.0, sigma / 255.0, x.shape)).astype(np.float32)
 
 
-def evaluate_denoise(model: nn.Module | Callable[[str], nn.Module], data: str | Path, *, sigma: float, seed: int = 0,
+def evaluate_denoise(model: nn.Module | Callable[[str, np.ndarray | None], nn.Module], data: str | Path, *,
+                     sigma: float, seed: int = 0,
                      name: str = "", progress: bool = True, device: str = "cpu", precision: str = "fp32",
                      calibration: object = None, tta: bool = False) -> EvalResult:
-    """``model``: one denoiser, or a function from an image's colour ("gray" / "rgb") to the model for it (what
+    """``model``: one denoiser, or a function from an image's colour ("gray" / "rgb") and its noisy version (None
+    when it is asked before the noise is added, for the model's input channels) to the model for it (what
     ``restore denoise`` does without --model: :func:`restore.weights.default_denoiser`); the result's name then
     lists the models used."""
     pick = model if not isinstance(model, nn.Module) else None
     runners: dict[int, tuple[Restorer, str]] = {}
 
-    def runner_for(color: str) -> tuple[Restorer, Any]:
-        net = pick(color) if pick is not None else model
+    def runner_for(color: str, noisy: np.ndarray | None = None) -> tuple[Restorer, Any]:
+        net = pick(color, noisy) if pick is not None else model
         meta = net.meta
         if meta.task != "denoise":
             raise ValueError(f"{name or meta.family}: an x{meta.scale} SR model; use --scale for SR models")
@@ -221,11 +223,12 @@ def evaluate_denoise(model: nn.Module | Callable[[str], nn.Module], data: str | 
         _check_size(f, img, 0)
         color = "rgb" if img.ndim == 3 and img.shape[2] >= 3 else "gray"
         runner, meta = runner_for(color)
-        if meta.variant not in used:
-            used.append(meta.variant)
         # a colour image under a gray model is denoised channel by channel (what `restore denoise` does)
         clean = pixels.to_rgb(img) if meta.in_channels == 3 or img.ndim == 3 else img
         noisy = add_noise(clean, sigma, seed)
+        runner, meta = runner_for(color, noisy)  # a pick may look at the noisy image (--sigma auto)
+        if meta.variant not in used:
+            used.append(meta.variant)
         out = pixels.to_uint(runner.run(noisy), np.uint8)
         res.per_image.append({
             "image": f.stem,

@@ -317,6 +317,40 @@ def shipped_sigma(sigma: float | str | None) -> str:
     return text if text in SHIPPED_SIGMAS else "blind"
 
 
+# ``--sigma auto`` (what ``restore denoise`` does without --sigma): per colour of the image, the estimated noise
+# levels each shipped per-sigma model serves; outside every band the blind model runs. Each band ends near where
+# the blind model starts to win on held-out Set14 crops, read on the estimate's scale (it reads ~0.5-1 high on
+# textured crops at low sigma); the gray blind model is the stronger, so the gray bands are narrower.
+# scripts/sigma_bands.py measures it; docs/results.md (section sigma-bands) has the table.
+SIGMA_BANDS: dict[str, dict[str, tuple[float, float]]] = {
+    "rgb": {"15": (11.0, 19.0), "25": (20.5, 29.5), "50": (43.0, 56.0)},
+    "gray": {"15": (12.5, 18.5), "25": (21.5, 28.5), "50": (47.5, 52.5)},
+}
+
+
+def sigma_for_estimate(estimate: float | None, color: str) -> str:
+    """The shipped noise level ("15" / "25" / "50" / "blind") ``--sigma auto`` runs for an image of ``color``
+    ("gray" / "rgb") with an estimated sigma (None: the image was too small to estimate)."""
+    if estimate is not None:
+        for level, (lo, hi) in SIGMA_BANDS[color].items():
+            if lo <= estimate <= hi:
+                return level
+    return "blind"
+
+
+def estimated_sigma(img: object) -> float | None:
+    """The image's Gaussian noise level on the 0-255 scale (``restore.metrics.noise``), None when it is too small
+    to tell."""
+    import numpy as np
+
+    from restore.metrics.noise import estimate_noise_sigma
+
+    try:
+        return estimate_noise_sigma(np.asarray(img))
+    except ValueError:
+        return None
+
+
 def default_denoiser(sigma: float | str | None, color: str) -> Path:
     """The model ``restore denoise [--sigma S]`` picks for an image of ``color`` ("gray" or "rgb"): the
     shipped default for that noise level and colour (``restore eval --sigma S`` without a model scores exactly

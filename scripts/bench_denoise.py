@@ -4,9 +4,11 @@ Sets CBSD68 and Kodak24 at sigma 15 / 25 / 50. The noisy input is made exactly a
 (``restore.evaluate.add_noise(clean, sigma, seed=0)``: float32, not clipped, seed reset per image). Methods:
 
 - ``ours``: the model ``restore denoise --sigma S`` picks for a colour image; ``ours-tta``: the same model with
-  ``--tta`` (the 8 flips / rotations averaged, 8x the time); ``ours-blind``: the one it picks without ``--sigma``
-  (at every sigma). All run fp32, untiled, on the float noisy image. When ``ours`` and ``ours-blind`` are the same
-  file at every sigma the table shows one row.
+  ``--tta`` (the 8 flips / rotations averaged, 8x the time); ``ours-auto``: what it does without ``--sigma`` (the
+  noise level estimated on each noisy image picks the sigma 15 / 25 / 50 model or the blind one; the estimate is
+  timed with it); ``ours-blind``: ``--sigma blind``, the blind model at every sigma. All run fp32, untiled, on
+  the float noisy image. When ``ours`` and ``ours-blind`` are the same file at every sigma the table shows one
+  row.
 - ``cbm3d``: ``bm3d.bm3d_rgb(noisy, sigma / 255)`` with the package's default profile ('np') on the same float image.
 - ``nlm``: ``cv2.fastNlMeansDenoisingColored`` on the noisy image clipped and rounded to uint8 (it takes uint8
   only), with ``h`` / ``hColor`` per sigma from ``NLM_H`` (tuned on training images by ``--tune-nlm``).
@@ -19,7 +21,7 @@ is missing and an interrupted run resumes. The table goes into ``docs/results.md
 ``denoise-bench``) with the picture ``docs/img/denoise_compare.png`` (Kodak24 crop at sigma 25).
 
     OMP_NUM_THREADS=1 python scripts/bench_denoise.py [--sets CBSD68 Kodak24] [--sigmas 15 25 50]
-        [--methods ours ours-tta ours-blind cbm3d nlm] [--limit N] [--no-write] [--threads 1] [--tune-nlm]
+        [--methods ours ours-tta ours-auto ours-blind cbm3d nlm] [--limit N] [--no-write] [--threads 1] [--tune-nlm]
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ if TYPE_CHECKING:
 DATA = ROOT.parent / "shared" / "data"
 SETS = {"CBSD68": DATA / "denoise" / "CBSD68", "Kodak24": DATA / "denoise" / "Kodak24"}
 SIGMAS = (15, 25, 50)
-METHODS = ("ours", "ours-tta", "ours-blind", "cbm3d", "nlm")
+METHODS = ("ours", "ours-tta", "ours-auto", "ours-blind", "cbm3d", "nlm")
 TUNE_DATA = DATA / "train" / "BSD200"  # training images only: never a test set
 TUNE_IMAGES = 4
 CACHE = ROOT / "docs" / "denoise_bench.json"
@@ -137,6 +139,22 @@ def ours_method(row: str, path: Path, tta: bool = False) -> Method:
                   lambda noisy: restorer(path, tta).run(noisy), setup=lambda: restorer(path, tta))
 
 
+def auto_method() -> Method:
+    """``restore denoise`` without ``--sigma``: the noise level estimated on each image picks the shipped colour
+    model (``restore.weights.SIGMA_BANDS``). Cache identity: the bands and every candidate's sha256."""
+    from restore.weights import SIGMA_BANDS, default_denoiser, estimated_sigma, sigma_for_estimate
+
+    paths = {level: default_denoiser(level, "rgb") for level in (*SIGMA_BANDS["rgb"], "blind")}
+    ident = "auto " + json.dumps(SIGMA_BANDS["rgb"], sort_keys=True) + " " + " ".join(
+        f"{k}:{sha256(p)}" for k, p in paths.items())
+
+    def run(noisy: np.ndarray) -> np.ndarray:
+        return restorer(paths[sigma_for_estimate(estimated_sigma(noisy), "rgb")]).run(noisy)
+
+    return Method("ours-auto", "ours-auto", ident, "auto: " + " / ".join(model_name(p) for p in paths.values()),
+                  run, setup=lambda: [restorer(p) for p in paths.values()])
+
+
 def cbm3d_method(sigma: int, threads: int = 1) -> Method:
     """CBM3D with the bm3d package's default profile ('np'), ``threads`` worker threads."""
     import bm3d
@@ -171,7 +189,9 @@ def build_methods(names: Sequence[str], sigma: int, threads: int) -> list[Method
 
     out = []
     for name in names:
-        if name in ("ours", "ours-tta", "ours-blind"):
+        if name == "ours-auto":
+            out.append(auto_method())
+        elif name in ("ours", "ours-tta", "ours-blind"):
             wanted = "blind" if name == "ours-blind" else str(sigma)
             out.append(ours_method(name, resolve_model(None, task="denoise", sigma=wanted, color="rgb"),
                                    tta=name == "ours-tta"))
@@ -279,7 +299,8 @@ def row_labels(methods: dict[int, list[Method]]) -> dict[str, str]:
             and [m.version for m in rows["ours"]] == [m.version for m in rows["ours-blind"]])
     how = {"ours": "ours, default with and without `--sigma`" if same else "ours, default for `--sigma S`",
            "ours-tta": "ours, default for `--sigma S` with `--tta`",
-           "ours-blind": "ours, blind default: no `--sigma`"}
+           "ours-auto": "ours, default without `--sigma`: the noise level estimated per image",
+           "ours-blind": "ours, `--sigma blind`"}
     labels = {}
     for row in METHODS:
         if row not in rows or (same and row == "ours-blind"):
@@ -310,7 +331,8 @@ def verdict(cells: dict[tuple[str, str, int], Cell], name: str, sets: Sequence[s
     how many dB (PSNR); a difference under 0.005 dB is a tie."""
     diffs = {(s, sigma): cells[row, s, sigma].psnr - cells["cbm3d", s, sigma].psnr
              for s in sets for sigma in sigmas if (row, s, sigma) in cells and ("cbm3d", s, sigma) in cells}
-    who = "our default" if row == "ours" else "our default with `--tta`"
+    who = {"ours": "our default", "ours-tta": "our default with `--tta`",
+           "ours-auto": "our default without `--sigma`"}.get(row, row)
     if not diffs:
         return f"No cell has both {who} and CBM3D: no comparison."
 
@@ -348,6 +370,8 @@ def section_body(cells: dict[tuple[str, str, int], Cell], methods: dict[int, lis
              verdict(cells, row_name(methods, "ours"), sets, sigmas), "",
              *([verdict(cells, row_name(methods, "ours"), sets, sigmas, row="ours-tta"), ""]
                if "ours-tta" in by_row(methods) else []),
+             *([verdict(cells, "noise level estimated per image", sets, sigmas, row="ours-auto"), ""]
+               if "ours-auto" in by_row(methods) else []),
              f"PSNR (dB) / SSIM on RGB, no border crop ({coverage(cells, images)}); noise as in `restore eval` "
              "(seed 0 per image, float, not clipped), every output clipped and rounded to uint8. OpenCV NLM "
              "(`cv2.fastNlMeansDenoisingColored`) takes uint8 only, so it gets the noisy image clipped and rounded "

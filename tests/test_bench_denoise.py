@@ -182,3 +182,35 @@ def test_the_tta_row_is_its_own_cache_entry_and_verdict(bd, tmp_path: Path) -> N
     assert "wins 0 of 1" in bd.verdict(cells, "m", ["Kodak24"], [25])
     text = bd.verdict(cells, "m", ["Kodak24"], [25], row="ours-tta")
     assert text.startswith("Our default with `--tta` (m)") and "wins 1 of 1 cells: Kodak24 σ25 (+0.05 dB)" in text
+
+
+@pytest.mark.shipped
+def test_the_auto_row_picks_by_the_estimate_and_keys_on_the_bands(bd, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ours-auto`` (restore denoise without --sigma): the model for each noisy image's estimated level; its cache
+    identity changes with the bands."""
+    import restore.weights as rw
+
+    ran: list[str] = []
+
+    class Fake:
+        def __init__(self, path: Path) -> None:
+            self.path = path
+
+        def run(self, noisy: np.ndarray) -> np.ndarray:
+            ran.append(self.path.stem)
+            return noisy
+
+    monkeypatch.setattr(bd, "restorer", lambda path, tta=False: Fake(path))
+    m = bd.auto_method()
+    assert m.row == m.kind == "ours-auto" and m.label.startswith("auto: ")
+    yy, xx = np.mgrid[0:96, 0:96] / 96
+    clean = np.stack([0.4 + 0.2 * yy, 0.45 + 0.1 * xx, 0.5 + 0.1 * yy * xx], axis=2)
+    for sigma, level in ((25, "25"), (50, "50"), (35, "blind")):
+        m.run(clean + np.random.default_rng(0).normal(0, sigma / 255, clean.shape))
+        assert ran[-1] == rw.default_denoiser(level, "rgb").stem
+    monkeypatch.setitem(rw.SIGMA_BANDS["rgb"], "25", (20.0, 30.0))
+    assert bd.auto_method().version != m.version
+    assert "ours-auto" in bd.row_labels({25: [m]})
+    cells = cells_for(bd, {("ours-auto", "Kodak24", 25): 31.5, ("cbm3d", "Kodak24", 25): 32.0})
+    assert bd.verdict(cells, "est", ["Kodak24"], [25], row="ours-auto").startswith("Our default without `--sigma` "
+                                                                                   "(est) vs CBM3D")

@@ -88,7 +88,7 @@ def test_eval_without_a_model_scores_what_denoise_picks(tmp_path, monkeypatch, c
     io.write_image(tmp_path / "d" / "b.png", rng.integers(0, 256, (16, 12, 3), dtype=np.uint8))
     assert main(["eval", "--sigma", "25", "--data", str(tmp_path / "d"), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert sorted(asked) == [("25", "gray"), ("25", "rgb")] and res["images"] == 2
+    assert sorted(set(asked)) == [("25", "gray"), ("25", "rgb")] and res["images"] == 2
     assert res["model"] == "default: pick_gray / pick_rgb"
     for name, color in (("a", "gray"), ("b", "rgb")):  # each image scored as its own model scores it alone
         assert main(["eval", "--weights", str(paths[color]), "--sigma", "25", "--data", str(tmp_path / "d"),
@@ -101,6 +101,40 @@ def test_eval_without_a_model_scores_what_denoise_picks(tmp_path, monkeypatch, c
     assert [r["psnr"] for r in res_tta["per_image"]] != [r["psnr"] for r in res["per_image"]]
     assert weights.shipped_sigma(30.0) == "blind" and weights.shipped_sigma(15) == "15"
     assert main(["eval", "--data", str(tmp_path / "d")]) == 2  # neither a model nor --sigma
+
+
+def test_eval_auto_sigma_scores_the_model_picked_from_the_estimate(tmp_path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    """``restore eval --sigma S --auto-sigma``: each image through the model ``restore denoise`` (no --sigma) picks
+    from the noise level estimated on the noisy image -- S itself is not told to it."""
+    import json
+
+    import torch
+
+    from restore import weights
+    from restore.archs.dncnn import DnCNN
+    from restore.cli import main
+
+    torch.manual_seed(0)
+    path = tmp_path / "stand_in.pth"
+    torch.save(DnCNN(in_channels=3, num_layers=3, num_features=4).state_dict(), path)
+    asked: list[str] = []
+
+    def default(sigma, color):  # noqa: ANN001, ANN202
+        asked.append(weights.shipped_sigma(sigma))
+        return path
+
+    monkeypatch.setattr(weights, "default_denoiser", default)
+    yy, xx = np.mgrid[0:80, 0:80] / 80
+    clean = np.stack([0.4 + 0.2 * yy, 0.45 + 0.1 * xx, 0.5 + 0.1 * yy * xx], axis=2)
+    io.write_image(tmp_path / "d" / "a.png", np.round(clean * 255).astype(np.uint8))
+    for sigma, level in (("50", "50"), ("25", "25"), ("37", "blind")):
+        asked.clear()
+        assert main(["eval", "--sigma", sigma, "--auto-sigma", "--data", str(tmp_path / "d"), "--json"]) == 0
+        res = json.loads(capsys.readouterr().out)
+        assert asked[-1] == level and res["model"] == "auto-sigma: stand_in x1" and res["sigma"] == float(sigma)
+    assert main(["eval", "--auto-sigma", "--data", str(tmp_path / "d")]) == 2  # needs --sigma
+    assert main(["eval", "--auto-sigma", "--sigma", "25", "--weights", str(path), "--data", str(tmp_path / "d")]) == 2
+    assert "--auto-sigma scores the default denoiser" in capsys.readouterr().err
 
 
 def test_an_image_too_small_to_score_is_named(tmp_path) -> None:  # noqa: ANN001

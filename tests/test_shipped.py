@@ -95,7 +95,8 @@ def test_upscale_with_no_model_named_uses_the_default_x4(tmp_path: Path) -> None
 
 
 def test_denoise_with_no_model_named_handles_gray_and_colour(tmp_path: Path) -> None:
-    """No --model/--sigma: the blind default of the input's colour, else the gray one channel by channel."""
+    """No --model/--sigma: the default of the input's colour for its estimated noise level -- here the blind one,
+    as 19x23 is too small to estimate (each written line says so)."""
     if _default("denoise", sigma="blind", color="gray") is None:
         pytest.skip("no default blind gray denoiser shipped yet")
     rng = np.random.default_rng(0)
@@ -106,7 +107,9 @@ def test_denoise_with_no_model_named_handles_gray_and_colour(tmp_path: Path) -> 
     assert r.returncode == 0, r.stderr
     assert io.read_image(tmp_path / "out" / "g_denoised.png").shape == (19, 23)
     assert io.read_image(tmp_path / "out" / "c_denoised.png").shape == (19, 23, 3)
-    summary = r.stdout.strip().splitlines()[-1]  # names both models that ran, never "pending"
+    lines = r.stdout.strip().splitlines()
+    assert sum(line.endswith("(23x19 -> 23x19; too small to estimate its noise: blind model)") for line in lines) == 2
+    summary = lines[-1]  # names both models that ran, never "pending"
     for color in ("gray", "rgb"):
         m = load_model(SHIPPED_DIR / str(_default("denoise", sigma="blind", color=color)["file"])).meta
         assert f"{m.family}/{m.variant} x1, cpu, fp32" in summary, summary

@@ -102,3 +102,20 @@ def test_ambiguity_builds_nothing_and_never_asks_the_zoo(monkeypatch):
     monkeypatch.setattr(registry, "detect_all", lambda state_dict: [det("only")])
     model, found = resolve(sd)
     assert built == ["only"] and found == {"loader": "restore", "detected": "only"}
+
+
+def test_sigma_bands_hold_their_level_and_do_not_overlap():
+    """``--sigma auto``: each colour's bands contain their own level, are ordered and disjoint; an estimate outside
+    them, or none (an image too small), runs the blind model."""
+    from restore.weights import SHIPPED_SIGMAS, SIGMA_BANDS, sigma_for_estimate
+
+    for color, bands in SIGMA_BANDS.items():
+        assert tuple(bands) == SHIPPED_SIGMAS
+        edges = [x for lv in SHIPPED_SIGMAS for x in bands[lv]]
+        assert edges == sorted(edges) and len(set(edges)) == len(edges), color
+        for lv, (lo, hi) in bands.items():
+            assert lo < float(lv) < hi
+            assert sigma_for_estimate(float(lv), color) == lv
+            assert sigma_for_estimate(lo - 0.01, color) != lv and sigma_for_estimate(hi + 0.01, color) != lv
+        assert sigma_for_estimate(None, color) == sigma_for_estimate(3.0, color) == "blind"
+        assert sigma_for_estimate(37.0, color) == sigma_for_estimate(80.0, color) == "blind"

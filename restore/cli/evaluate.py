@@ -19,6 +19,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--data", required=True, help="HR/+LR_bicubic/X{S}/, image_SRF_{S}/, or HR images")
     p.add_argument("--scale", type=int, choices=(2, 3, 4), help="SR scale (default: the model's)")
     p.add_argument("--sigma", type=noise_level, help="denoising: Gaussian noise level on the 0-255 scale")
+    p.add_argument("--auto-sigma", action="store_true",
+                   help="with --sigma S and no model: score what 'restore denoise' without --sigma picks, the model "
+                        "for the noise level estimated on each noisy image (S is not told to it)")
     p.add_argument("--seed", type=int, default=0, help="noise seed, reset per image (default 0)")
     add_precision_args(p, default="fp32")
     add_tta_arg(p)
@@ -30,6 +33,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from restore.evaluate import evaluate_denoise, evaluate_sr
     from restore.weights import load_model, resolve_model
 
+    if args.auto_sigma and (args.weights or args.model or args.sigma is None):
+        raise ValueError("restore eval: --auto-sigma scores the default denoiser: pass --sigma S, without "
+                         "--model/--weights")
     if args.weights:
         weights, name = Path(args.weights), Path(args.weights).stem
     elif args.model:
@@ -66,24 +72,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _eval_default_denoiser(args: argparse.Namespace) -> int:
-    """``restore eval --sigma S --data DIR`` without a model: each image through the model ``restore denoise``
-    would pick for it (gray or colour default for that noise level)."""
+    """``restore eval --sigma S --data DIR`` without a model: each image through the model ``restore denoise
+    --sigma S`` would pick for it (gray or colour default for that noise level); with ``--auto-sigma`` the one
+    ``restore denoise`` picks without --sigma (from the noise level estimated on the noisy image)."""
     from restore.evaluate import evaluate_denoise
-    from restore.weights import default_denoiser, load_model
+    from restore.weights import default_denoiser, estimated_sigma, load_model, sigma_for_estimate
 
-    models: dict[str, Any] = {}
+    models: dict[Path, Any] = {}
     used: list[str] = []
 
-    def model_for(color: str) -> Any:
-        if color not in models:
-            path = default_denoiser(args.sigma, color)
-            models[color] = load_model(path, device=args.device)
+    def model_for(color: str, noisy: Any = None) -> Any:
+        level: Any = args.sigma
+        if args.auto_sigma:
+            level = sigma_for_estimate(estimated_sigma(noisy), color) if noisy is not None else "blind"
+        path = default_denoiser(level, color)
+        if path not in models:
+            models[path] = load_model(path, device=args.device)
+        if noisy is not None:
             used.append(path.stem)
-        return models[color]
+        return models[path]
 
     res = evaluate_denoise(model_for, args.data, sigma=args.sigma, seed=args.seed, name="", progress=not args.json,
                            device=args.device, precision=args.precision, calibration=args.calib, tta=args.tta)
-    res.model = "default: " + " / ".join(dict.fromkeys(used)) + (" (tta x8)" if args.tta else "")
+    counts = {stem: used.count(stem) for stem in dict.fromkeys(used)}
+    picked = (" / ".join(f"{stem} x{n}" for stem, n in counts.items()) if args.auto_sigma else " / ".join(counts))
+    res.model = (("auto-sigma: " if args.auto_sigma else "default: ") + picked + (" (tta x8)" if args.tta else ""))
     if args.json:
         print(json.dumps({**res.to_dict(), "precision": args.precision, "tta": args.tta}))
         return 0

@@ -59,8 +59,9 @@ def add_parsers(sub: Any) -> None:
                               help="resampling kernel: MATLAB bicubic (default) or Lanczos-3, antialiased when "
                                    "shrinking")
         else:
-            p.add_argument("--sigma", choices=("15", "25", "50", "blind"),
-                           help="noise level of the shipped model to use")
+            p.add_argument("--sigma", choices=("auto", "15", "25", "50", "blind"),
+                           help="noise level of the shipped model to use: auto (default) estimates it per image and "
+                                "runs the sigma 15 / 25 / 50 model when the estimate is near one, else the blind one")
         add_model_args(p, required=False)
         p.add_argument("--tile", type=tile, default="auto",
                        help="tile size in LR px, 'auto' (from free memory, default), 'acs' (IMDN crops) or 0 (none)")
@@ -184,7 +185,7 @@ def cmd_process(args: argparse.Namespace, task: str) -> int:
     sizing = Sizing(outscale=args.outscale, width=args.width, height=args.height, fit=args.fit,
                     resample=args.resample) if task == "sr" else Sizing()
     choice = ModelChoice(task, weights=args.weights, model=args.model, scale=getattr(args, "scale", None),
-                         sigma=getattr(args, "sigma", None) or ("blind" if task == "denoise" else None),
+                         sigma=getattr(args, "sigma", None) or ("auto" if task == "denoise" else None),
                          device=args.device, tile=args.tile, precision=args.precision, calib=args.calib, sizing=sizing,
                          tta=args.tta)
     if args.workers is not None and args.ray is None:

@@ -143,21 +143,35 @@ class Runners:
 
     def __call__(self, img: np.ndarray) -> Restorer:
         """The Restorer for ``img``."""
-        from restore.weights import load_model
+        return self.route(img)[0]
+
+    def route(self, img: np.ndarray) -> tuple[Restorer, str]:
+        """The Restorer for ``img``, and what chose it when that depends on the image beyond its colour and size
+        (``--sigma auto``: the estimated noise level and the model it picked), else ""."""
+        from restore.weights import default_denoiser, estimated_sigma, load_model, sigma_for_estimate
 
         c = self.choice
-        if c.by_size:  # the smallest shipped scale that reaches the target (the resample then only shrinks)
+        why = ""
+        color = "gray" if img.ndim == 2 or img.shape[2] == 2 else "rgb"
+        if c.by_color and c.sigma == "auto":
+            est = estimated_sigma(img)
+            level = sigma_for_estimate(est, color)
+            w = default_denoiser(level, color)
+            model = f"sigma {level} model" if level != "blind" else "blind model"
+            why = (f"noise sigma ~{est:.1f}: {model}" if est is not None else
+                   f"too small to estimate its noise: {model}")
+        elif c.by_size:  # the smallest shipped scale that reaches the target (the resample then only shrinks)
             t = c.sizing.target(img)
             assert t is not None
             need = max(t.height / img.shape[0], t.width / img.shape[1])
             w = c.pick("rgb", next((s for s in SHIPPED_SCALES if s >= need - 1e-9), SHIPPED_SCALES[-1]))
         elif c.by_color:
-            w = c.pick("gray" if img.ndim == 2 or img.shape[2] == 2 else "rgb")
+            w = c.pick(color)
         else:
-            return self.first
+            return self.first, why
         if w not in self._by_weights:
             self._by_weights[w] = c.restorer(load_model(w))
-        return self._by_weights[w]
+        return self._by_weights[w], why
 
 
 @dataclass(frozen=True)
@@ -267,7 +281,7 @@ def preflight(job: Job, options: ProcessOptions, guard: InputGuard | None = None
     return None
 
 
-def process_file(job: Job, runner_for: Callable[[np.ndarray], Restorer], options: ProcessOptions, *,
+def process_file(job: Job, runners: Runners, options: ProcessOptions, *,
                  guard: InputGuard | None = None, on_note: Callable[[str], None] | None = None) -> Outcome:
     """Read, restore, resize and publish one input (see the module docstring). ``guard`` refuses outputs that would
     overwrite an input of the run; ``on_note`` receives the notes (metadata that cannot be kept, conversions) as
@@ -291,7 +305,7 @@ def process_file(job: Job, runner_for: Callable[[np.ndarray], Restorer], options
         for n in info.notes:
             note(f"{src}: {n}")
         target = options.sizing.target(img)  # an impossible size fails before the network runs
-        runner = runner_for(img)
+        runner, why = runners.route(img)
         out = _run(runner, img, src, options.tiles_progress)
         if target is not None:
             from restore.engine.resample import resample
@@ -317,5 +331,6 @@ def process_file(job: Job, runner_for: Callable[[np.ndarray], Restorer], options
             raise
         return done("failed", f"{src}: out of memory ({img.shape[1]}x{img.shape[0]}); try a smaller --tile "
                               f"(e.g. --tile 256) or --device cpu")
-    return done("written", f"{src} -> {dst} ({img.shape[1]}x{img.shape[0]} -> {out.shape[1]}x{out.shape[0]})",
+    return done("written", f"{src} -> {dst} ({img.shape[1]}x{img.shape[0]} -> {out.shape[1]}x{out.shape[0]}"
+                           + (f"; {why})" if why else ")"),
                 in_size=_size(img), out_size=_size(out), path=_path_of(runner))

@@ -73,7 +73,7 @@ log = logging.getLogger(__name__)
 TASKS = (("Upscale", "sr"), ("Denoise", "denoise"))
 SCALES = (2, 3, 4)
 SIGMAS = ("15", "25", "50")
-API_SIGMAS = (*SIGMAS, "blind")
+API_SIGMAS = (*SIGMAS, "blind", "auto")
 TILES = ("auto", "none", "64", "128", "256", "512")
 PRECISIONS = tuple(p for p in ENGINE_PRECISIONS if p != "int8")  # int8 needs calibration images: CLI only
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"]
@@ -516,11 +516,16 @@ class DemoApp:
 
     @readable_errors
     def api_denoise(self, image: str | None, sigma: str | int | float | None) -> str:
-        """``/denoise``: the image file denoised by the shipped default model for noise level ``sigma`` (15, 25, 50
-        or blind; gray models for gray images, as ``restore denoise --sigma S`` picks); a same-size PNG back."""
+        """``/denoise``: the image file denoised by the shipped default model for noise level ``sigma`` (15, 25, 50,
+        blind, or auto: the level estimated on the image, as ``restore denoise`` without --sigma; gray models for
+        gray images, as ``restore denoise --sigma S`` picks); a same-size PNG back."""
         level = api_sigma(sigma)
         img, info = self._api_input(image)
         color = "gray" if img.ndim == 2 or img.shape[2] == 2 else "rgb"
+        if level == "auto":
+            from restore.weights import estimated_sigma, sigma_for_estimate
+
+            level = sigma_for_estimate(estimated_sigma(img), color)
         out = self._api_run(img, task="denoise", scale=None, sigma=level, color=color)
         return self._api_output(image, "denoised", out, info)
 
@@ -560,7 +565,7 @@ def api_scale(value: str | int | float | None) -> int:
 
 
 def api_sigma(value: str | int | float | None) -> str:
-    """The API's noise level (15, 25, 50 or blind; ``25``, ``"25"`` or ``25.0``), else a one-line error."""
+    """The API's noise level (15, 25, 50, blind or auto; ``25``, ``"25"`` or ``25.0``), else a one-line error."""
     text = str(value).strip().lower() if value is not None else ""
     try:
         text = str(int(float(text))) if float(text).is_integer() else text

@@ -174,15 +174,16 @@ def add_api(app: DemoApp) -> None:
     with gr.Group(visible=False):
         image = gr.File(label="image", file_types=IMAGE_TYPES, type="filepath")
         scale = gr.Textbox(label="scale", info="2, 3 or 4")
-        sigma = gr.Textbox(label="sigma", info="15, 25, 50 or blind")
+        sigma = gr.Textbox(label="sigma", info="15, 25, 50, blind or auto")
         result = gr.File(label="result")
         trigger = gr.Button("api")
     trigger.click(app.api_upscale, [image, scale], result, api_name="upscale", concurrency_id=CONCURRENCY_ID,
                   concurrency_limit=1, api_description="Upscale an image (2, 3 or 4 times) with the shipped default "
                                                        "model for that scale; returns a PNG.")
     trigger.click(app.api_denoise, [image, sigma], result, api_name="denoise", concurrency_id=CONCURRENCY_ID,
-                  concurrency_limit=1, api_description="Denoise an image (noise level 15, 25, 50 or blind) with the "
-                                                       "shipped default model for that level; returns a PNG.")
+                  concurrency_limit=1, api_description="Denoise an image (noise level 15, 25, 50, blind, or auto: "
+                                                       "estimated on the image) with the shipped default model for "
+                                                       "that level; returns a PNG.")
 
 
 def launch(*, host: str = "127.0.0.1", port: int = 7860, weights_dir: str | Path | None = None,

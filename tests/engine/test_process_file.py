@@ -148,6 +148,40 @@ def test_denoise_picks_gray_or_colour_model_per_image() -> None:
     assert r(gray) is r(gray)  # built once
 
 
+def _smooth_noisy(side: int, sigma: float, channels: int = 3) -> np.ndarray:
+    yy, xx = np.mgrid[0:side, 0:side] / side
+    clean = np.stack([0.35 + 0.3 * yy, 0.4 + 0.2 * xx, 0.5 + 0.15 * np.sin(3 * (xx + yy))], axis=2)[..., :channels]
+    noisy = clean + np.random.default_rng(0).normal(0, sigma / 255, clean.shape)
+    return np.round(np.clip(noisy, 0, 1) * 255).astype(np.uint8).squeeze()
+
+
+@pytest.mark.shipped
+def test_denoise_auto_sigma_routes_each_image_by_its_estimated_noise(tmp_path: Path) -> None:
+    from restore.weights import SIGMA_BANDS, default_denoiser
+
+    choice = ModelChoice("denoise", sigma="auto", device="cpu", tile=None, precision="fp32")
+    assert choice.first_weights() == default_denoiser("blind", "rgb")  # before any image: the blind model
+    r = Runners(choice)
+    for sigma, level in ((25, "25"), (50, "50"), (15, "15"), (5, "blind"), (37, "blind")):
+        assert [k for k, (lo, hi) in SIGMA_BANDS["rgb"].items() if lo <= sigma <= hi] == ([level] if level != "blind"
+                                                                                        else [])
+        runner, why = r.route(_smooth_noisy(96, sigma))
+        assert runner is r.route(_smooth_noisy(96, sigma, 3))[0]  # built once
+        assert why.startswith("noise sigma ~") and why.endswith(f"{'sigma ' + level if level != 'blind' else 'blind'}"
+                                                                  " model"), why
+        assert abs(float(why.split("~")[1].split(":")[0]) - sigma) < 2  # clipping to [0, 1] takes a little
+    gray, why = r.route(_smooth_noisy(96, 25, 1))
+    assert gray.meta.in_channels == 1 and why.endswith("sigma 25 model")
+    tiny, why = r.route(_smooth_noisy(20, 25))
+    assert tiny is r.first and why == "too small to estimate its noise: blind model"
+    io.write_image(tmp_path / "n.png", _smooth_noisy(96, 25))
+    o = process_file(Job(tmp_path / "n.png", tmp_path / "n_out.png", Path("n.png")), r, ProcessOptions())
+    assert o.status == "written" and "(96x96 -> 96x96; noise sigma ~" in o.message, o.message
+    assert o.message.endswith(": sigma 25 model)"), o.message
+    fixed = Runners(ModelChoice("denoise", sigma="25", device="cpu", tile=None, precision="fp32"))
+    assert fixed.route(_smooth_noisy(96, 50))[1] == ""  # --sigma S: no estimate
+
+
 @pytest.mark.shipped
 def test_outscale_without_scale_picks_the_smallest_shipped_scale() -> None:
     choice = ModelChoice("sr", device="cpu", tile=None, precision="fp32", sizing=Sizing(outscale=1.5))

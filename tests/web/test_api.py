@@ -18,7 +18,15 @@ gradio_client = pytest.importorskip("gradio_client")
 from restore import Restorer, io  # noqa: E402
 from restore.web import ui as webui  # noqa: E402
 from restore.web.app import CONCURRENCY_ID, DemoApp  # noqa: E402
-from restore.weights import SHIPPED_DIR, load_model, resolve_model, shipped_models  # noqa: E402
+from restore.web.pictures import add_gaussian_noise  # noqa: E402
+from restore.weights import (  # noqa: E402
+    SHIPPED_DIR,
+    estimated_sigma,
+    load_model,
+    resolve_model,
+    shipped_models,
+    sigma_for_estimate,
+)
 from tests.conftest import REPO  # noqa: E402
 from tests.web.conftest import free_port, gradient_image  # noqa: E402
 
@@ -97,17 +105,23 @@ def test_upscale(live: Live, tmp_path: Path, scale: int | str) -> None:
     assert np.abs(result.astype(int) - expected.astype(int)).max() <= 1
 
 
-@pytest.mark.parametrize(("sigma", "channels"), [("25", 3), (25, 1), ("blind", 3)])
-def test_denoise(live: Live, tmp_path: Path, sigma: int | str, channels: int) -> None:
+@pytest.mark.parametrize(("sigma", "channels", "noise"), [("25", 3, 0), (25, 1, 0), ("blind", 3, 0), ("auto", 3, 0),
+                                                         ("auto", 3, 25)])
+def test_denoise(live: Live, tmp_path: Path, sigma: int | str, channels: int, noise: int) -> None:
     """``/denoise`` with sigma "25" (or 25, or "blind"): a same-size PNG from the model ``restore denoise --sigma``
-    picks for that image (gray model for a gray image)."""
+    picks for that image (gray model for a gray image); "auto": the model for the level estimated on the image
+    (the blind one for an image too small to tell, the sigma 25 one for a 72x72 image with noise at 25)."""
     _need_shipped()
-    img = gradient_image(12, 9)
+    img = gradient_image(12, 9) if not noise else add_gaussian_noise(gradient_image(72, 72), noise)
     img = img[..., 0] if channels == 1 else img
     out = live.client.predict(_png(tmp_path, img), sigma, api_name="/denoise")
     result = io.read_image(out)
     assert Path(out).name == "in_denoised.png" and result.shape == img.shape
-    expected = _cli_result(img, task="denoise", sigma=str(sigma), color="gray" if channels == 1 else "rgb")
+    level = str(sigma)
+    if sigma == "auto":
+        level = sigma_for_estimate(estimated_sigma(img), "gray" if channels == 1 else "rgb")
+        assert level == ("25" if noise else "blind")
+    expected = _cli_result(img, task="denoise", sigma=level, color="gray" if channels == 1 else "rgb")
     assert np.abs(result.astype(int) - expected.astype(int)).max() <= 1
 
 
@@ -116,7 +130,7 @@ def test_api_errors_are_one_line(live: Live, tmp_path: Path) -> None:
     good = _png(tmp_path, gradient_image(8, 8))
     cases = [((good, 5), "/upscale", "scale must be one of 2, 3, 4, not '5'."),
              ((good, "x9"), "/upscale", "scale must be one of 2, 3, 4, not 'x9'."),
-             ((good, "30"), "/denoise", "sigma must be one of 15, 25, 50, blind, not '30'."),
+             ((good, "30"), "/denoise", "sigma must be one of 15, 25, 50, blind, auto, not '30'."),
              ((None, 2), "/upscale", "No image: send an image file (PNG, JPEG, WebP, TIFF, BMP).")]
     for args, api, message in cases:
         with pytest.raises(gradio_client.exceptions.AppError) as e:

@@ -211,11 +211,12 @@ def test_every_error_is_one_short_line() -> None:
             webapp.api_scale(value)
         assert "\n" not in e.value.message and len(e.value.message) < 100
     assert [webapp.api_scale(v) for v in (4, "4", "x3", 2.0, " 2 ")] == [4, 4, 3, 2, 2]
-    assert [webapp.api_sigma(v) for v in (25, "25", 15.0, "blind", " 50 ")] == ["25", "25", "15", "blind", "50"]
+    assert [webapp.api_sigma(v) for v in (25, "25", 15.0, "blind", " 50 ", "Auto")] == ["25", "25", "15", "blind", "50",
+                                                                                    "auto"]
     for value in (30, "abc", None, "inf", "nan", 1e300):
         with pytest.raises(gr.Error) as e:
             webapp.api_sigma(value)
-        assert e.value.message.startswith("sigma must be one of 15, 25, 50, blind, not ")
+        assert e.value.message.startswith("sigma must be one of 15, 25, 50, blind, auto, not ")
 
 
 def test_cli_device_without_cuda_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
