@@ -49,7 +49,7 @@ def estimate_noise_sigma(img: np.ndarray, *, patch: int = PATCH, max_patches: in
     """The Gaussian noise level of ``img`` (HxW or HxWxC; uint8, uint16 or float in [0, 1]) on the 0-255 scale.
 
     ValueError when the image has too few patches for the covariance (under ``4 * patch**2 * C`` positions:
-    about 60x60 px for 8x8 colour patches)."""
+    about 60x60 px for 8x8 colour patches) or non-finite pixels in them."""
     x = np.asarray(img)
     if x.ndim not in (2, 3):
         raise ValueError(f"noise estimation takes an HxW or HxWxC image, not shape {x.shape}")
@@ -61,6 +61,8 @@ def estimate_noise_sigma(img: np.ndarray, *, patch: int = PATCH, max_patches: in
     if len(pts) < MIN_PATCHES_PER_DIM * dims:
         raise ValueError(f"a {x.shape[1]}x{x.shape[0]} image is too small to estimate its noise level "
                          f"({len(pts)} patches of {patch}x{patch}, need {MIN_PATCHES_PER_DIM * dims})")
+    if not np.isfinite(pts).all():
+        raise ValueError("the image has non-finite pixels (NaN or infinity): no noise level to estimate")
     pts = (pts - pts.mean(axis=0)) * scale
     eig = np.sort(np.linalg.eigvalsh(pts.T @ pts / (len(pts) - 1)))
     mean = float(eig[0])

@@ -43,5 +43,9 @@ def test_large_image_is_thinned_to_a_grid_and_small_one_refused():
     assert estimate_noise_sigma(big) == pytest.approx(10, rel=0.05)
     with pytest.raises(ValueError, match="too small to estimate"):
         estimate_noise_sigma(np.zeros((30, 40, 3), np.uint8))
+    nan = _smooth(64, 64, 3)
+    nan[3, 4, 1] = np.nan
+    with pytest.raises(ValueError, match="non-finite pixels"):
+        estimate_noise_sigma(nan)
     with pytest.raises(ValueError, match="uint8, uint16 or float"):
         estimate_noise_sigma(np.zeros((64, 64), np.int32))
