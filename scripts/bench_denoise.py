@@ -141,15 +141,17 @@ def ours_method(row: str, path: Path, tta: bool = False) -> Method:
 
 def auto_method() -> Method:
     """``restore denoise`` without ``--sigma``: the noise level estimated on each image picks the shipped colour
-    model (``restore.weights.SIGMA_BANDS``). Cache identity: the bands and every candidate's sha256."""
+    model (``restore.weights.SIGMA_BANDS``). Cache identity: the estimator's source, the bands and every
+    candidate's sha256."""
     from restore.weights import SIGMA_BANDS, default_denoiser, estimated_sigma, sigma_for_estimate
 
     paths = {level: default_denoiser(level, "rgb") for level in (*SIGMA_BANDS["rgb"], "blind")}
-    ident = "auto " + json.dumps(SIGMA_BANDS["rgb"], sort_keys=True) + " " + " ".join(
+    estimator = hashlib.sha256((ROOT / "restore" / "metrics" / "noise.py").read_bytes()).hexdigest()[:16]
+    ident = f"auto estimator {estimator} " + json.dumps(SIGMA_BANDS["rgb"], sort_keys=True) + " " + " ".join(
         f"{k}:{sha256(p)}" for k, p in paths.items())
 
     def run(noisy: np.ndarray) -> np.ndarray:
-        return restorer(paths[sigma_for_estimate(estimated_sigma(noisy), "rgb")]).run(noisy)
+        return restorer(paths[sigma_for_estimate(estimated_sigma(noisy)[0], "rgb")]).run(noisy)
 
     return Method("ours-auto", "ours-auto", ident, "auto: " + " / ".join(model_name(p) for p in paths.values()),
                   run, setup=lambda: [restorer(p) for p in paths.values()])

@@ -4,7 +4,8 @@
 the sigma 15 / 25 / 50 model when the estimate falls in that model's band (``restore.weights.SIGMA_BANDS``), else
 the blind model. A model trained at one sigma is the best there and loses to the blind model some way off it;
 this script measures how far. For each shipped level S it adds noise at a grid of sigmas around S (factors
-``GRID``) to held-out crops, runs the S model and the blind model (fp32, untiled; the colour defaults on the colour
+``GRID``) to held-out crops (and, in the row marked "8-bit file", noise at S clipped and rounded to uint8 as a
+saved file holds it), runs the S model and the blind model (fp32, untiled; the colour defaults on the colour
 crops, the gray ones on their gray versions, ``--colors``) and reports both PSNRs, the estimator's reading, and the
 widest interval of grid points around S where the S model wins; each colour's band
 (``SIGMA_BANDS[colour][S]``, on the estimate's scale) ends near its crossovers.
@@ -98,10 +99,25 @@ def measure(images: list[tuple[str, np.ndarray]], color: str) -> dict[int, list[
             est.append(estimate_noise_sigma(noisy))
             for net, acc in ((nets[str(lv)], own), (nets["blind"], blind)):
                 acc.append(calculate_psnr(pixels.to_uint(net.run(noisy), np.uint8), clean, crop_border=0))
-        out.setdefault(lv, []).append({"sigma": sigma, "own": float(np.mean(own)), "blind": float(np.mean(blind)),
-                                       "gain": float(np.mean(own) - np.mean(blind)), "estimate": float(np.mean(est)),
-                                       "estimate_min": float(np.min(est)), "estimate_max": float(np.max(est))})
+        out.setdefault(lv, []).append(row(sigma, own, blind, est))
+    for lv in tqdm(LEVELS, desc=f"sigma bands ({color}, 8-bit files)", unit="sigma"):
+        own, blind, est = [], [], []
+        for _, clean in images:  # what an 8-bit file holds: the noise clipped to 0-255 and rounded
+            noisy = pixels.to_uint(add_noise(clean, lv, 0), np.uint8)
+            est.append(estimate_noise_sigma(noisy))
+            for net, acc in ((nets[str(lv)], own), (nets["blind"], blind)):
+                acc.append(calculate_psnr(net.run(noisy), clean, crop_border=0))  # uint8 in, uint8 out
+        out[lv].append({**row(lv, own, blind, est), "file": True})
+    clean_est = [estimate_noise_sigma(clean) for _, clean in images]
+    out[0] = [{"sigma": 0, "estimate": float(np.mean(clean_est)), "estimate_min": float(np.min(clean_est)),
+               "estimate_max": float(np.max(clean_est))}]
     return out
+
+
+def row(sigma: float, own: list[float], blind: list[float], est: list[float]) -> dict:
+    return {"sigma": sigma, "own": float(np.mean(own)), "blind": float(np.mean(blind)),
+            "gain": float(np.mean(own) - np.mean(blind)), "estimate": float(np.mean(est)),
+            "estimate_min": float(np.min(est)), "estimate_max": float(np.max(est))}
 
 
 def table(results: dict[str, dict[int, list[dict]]], images: list[tuple[str, np.ndarray]], crop: int) -> str:
@@ -114,12 +130,19 @@ def table(results: dict[str, dict[int, list[dict]]], images: list[tuple[str, np.
              "noisy crop (mean, and min-max over the crops). Gain: the level's model minus the blind one.", ""]
     for color, per_level in results.items():
         blind = default_denoiser("blind", color).stem
-        for lv, rows in per_level.items():
+        clean = per_level[0][0]
+        lines += [f"{color}: the clean crops read {clean['estimate']:.1f} ({clean['estimate_min']:.1f}-"
+                  f"{clean['estimate_max']:.1f}).", ""]
+        for lv, all_rows in per_level.items():
+            if not lv:
+                continue
+            rows = [r for r in all_rows if not r.get("file")]
             name = default_denoiser(str(lv), color).stem
             lines += [f"| {color} sigma | `{name}` | `{blind}` | gain | estimate (min-max) |",
                       "|---:|---:|---:|---:|---|"]
-            lines += [f"| {r['sigma']:g} | {r['own']:.2f} | {r['blind']:.2f} | {r['gain']:+.2f} | "
-                      f"{r['estimate']:.1f} ({r['estimate_min']:.1f}-{r['estimate_max']:.1f}) |" for r in rows]
+            lines += [f"| {r['sigma']:g}{' (8-bit file)' * bool(r.get('file'))} | {r['own']:.2f} | {r['blind']:.2f} | "
+                      f"{r['gain']:+.2f} | {r['estimate']:.1f} ({r['estimate_min']:.1f}-{r['estimate_max']:.1f}) |"
+                      for r in all_rows]
             b = band(rows, lv)
             lines += ["", f"{color}, sigma {lv}: `{name}` wins from sigma {b[0]:g} to {b[1]:g} on this grid." if b
                       else f"{color}, sigma {lv}: `{name}` does not beat the blind model at sigma {lv} here.", ""]

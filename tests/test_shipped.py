@@ -108,7 +108,8 @@ def test_denoise_with_no_model_named_handles_gray_and_colour(tmp_path: Path) -> 
     assert io.read_image(tmp_path / "out" / "g_denoised.png").shape == (19, 23)
     assert io.read_image(tmp_path / "out" / "c_denoised.png").shape == (19, 23, 3)
     lines = r.stdout.strip().splitlines()
-    assert sum(line.endswith("(23x19 -> 23x19; too small to estimate its noise: blind model)") for line in lines) == 2
+    tail = "(23x19 -> 23x19; a 23x19 image is too small to estimate its noise level: blind model)"
+    assert sum(line.endswith(tail) for line in lines) == 2, lines
     summary = lines[-1]  # names both models that ran, never "pending"
     for color in ("gray", "rgb"):
         m = load_model(SHIPPED_DIR / str(_default("denoise", sigma="blind", color=color)["file"])).meta

@@ -84,7 +84,7 @@ def _eval_default_denoiser(args: argparse.Namespace) -> int:
     def model_for(color: str, noisy: Any = None) -> Any:
         level: Any = args.sigma
         if args.auto_sigma:
-            level = sigma_for_estimate(estimated_sigma(noisy), color) if noisy is not None else "blind"
+            level = sigma_for_estimate(estimated_sigma(noisy)[0], color) if noisy is not None else "blind"
         path = default_denoiser(level, color)
         if path not in models:
             models[path] = load_model(path, device=args.device)

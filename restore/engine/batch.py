@@ -10,8 +10,9 @@ the Ray workers (:mod:`restore.engine.ray_batch`) both call it, so their outputs
 
 :class:`ModelChoice` is the model part of the command line in a picklable form (what a Ray worker receives), and
 :class:`Runners` turns it into Restorers: the first one when built, others on demand when the choice depends on the
-image (``restore denoise`` without a model: the gray or colour DnCNN by the input's channels; ``restore upscale
---outscale/--width/--height`` without a scale: the smallest shipped scale that reaches the size).
+image (``restore denoise`` without a model: the gray or colour DnCNN by the input's channels, and without --sigma
+the one for the noise level estimated on the image; ``restore upscale --outscale/--width/--height`` without a
+scale: the smallest shipped scale that reaches the size).
 """
 
 from __future__ import annotations
@@ -154,12 +155,12 @@ class Runners:
         why = ""
         color = "gray" if img.ndim == 2 or img.shape[2] == 2 else "rgb"
         if c.by_color and c.sigma == "auto":
-            est = estimated_sigma(img)
+            est, why_not = estimated_sigma(img)
             level = sigma_for_estimate(est, color)
             w = default_denoiser(level, color)
             model = f"sigma {level} model" if level != "blind" else "blind model"
             why = (f"noise sigma ~{est:.1f}: {model}" if est is not None else
-                   f"too small to estimate its noise: {model}")
+                   f"{why_not.partition(' (')[0]}: {model}")
         elif c.by_size:  # the smallest shipped scale that reaches the target (the resample then only shrinks)
             t = c.sizing.target(img)
             assert t is not None

@@ -227,8 +227,9 @@ class _Base(Dataset):
         return np.cumsum(counts) / counts.sum()
 
     def _pick(self, idx: int, rng: np.random.Generator) -> int:
-        """The image a training sample crops: ``idx`` itself, or with ``sampling: area`` an area-weighted draw
-        (the sampler's index only seeds it, so epochs and resumption stay as they are)."""
+        """The image a training sample crops: ``idx`` itself, or with ``sampling: area`` an area-weighted draw from
+        the key's random stream (the sampler's index is then unused; epochs, their length and resumption stay as
+        they are)."""
         if self._cum_area is None:
             return idx
         return min(int(np.searchsorted(self._cum_area, rng.random(), side="right")), len(self._cum_area) - 1)

@@ -525,7 +525,7 @@ class DemoApp:
         if level == "auto":
             from restore.weights import estimated_sigma, sigma_for_estimate
 
-            level = sigma_for_estimate(estimated_sigma(img), color)
+            level = sigma_for_estimate(estimated_sigma(img)[0], color)
         out = self._api_run(img, task="denoise", scale=None, sigma=level, color=color)
         return self._api_output(image, "denoised", out, info)
 

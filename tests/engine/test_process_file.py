@@ -173,7 +173,7 @@ def test_denoise_auto_sigma_routes_each_image_by_its_estimated_noise(tmp_path: P
     gray, why = r.route(_smooth_noisy(96, 25, 1))
     assert gray.meta.in_channels == 1 and why.endswith("sigma 25 model")
     tiny, why = r.route(_smooth_noisy(20, 25))
-    assert tiny is r.first and why == "too small to estimate its noise: blind model"
+    assert tiny is r.first and why == "a 20x20 image is too small to estimate its noise level: blind model"
     io.write_image(tmp_path / "n.png", _smooth_noisy(96, 25))
     o = process_file(Job(tmp_path / "n.png", tmp_path / "n_out.png", Path("n.png")), r, ProcessOptions())
     assert o.status == "written" and "(96x96 -> 96x96; noise sigma ~" in o.message, o.message

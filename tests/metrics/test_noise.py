@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from restore.metrics.noise import estimate_noise_sigma
+from restore.metrics.noise import _patches, estimate_noise_sigma
 
 
 def _smooth(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
@@ -42,7 +42,12 @@ def test_large_image_is_thinned_to_a_grid_and_small_one_refused():
     big = _smooth(700, 900, 3) + np.random.default_rng(3).normal(0, 10 / 255, (700, 900, 3))
     assert estimate_noise_sigma(big) == pytest.approx(10, rel=0.05)
     with pytest.raises(ValueError, match="too small to estimate"):
-        estimate_noise_sigma(np.zeros((30, 40, 3), np.uint8))
+        estimate_noise_sigma(np.zeros((50, 60, 3), np.uint8))  # 2 365 positions, 14 x 192 = 2 688 needed
+    estimate_noise_sigma(np.zeros((64, 64, 3), np.uint8))
+    estimate_noise_sigma(np.zeros((40, 40), np.uint8))  # gray: 64 dimensions, 33 x 33 positions
+    thin = np.random.default_rng(4).normal(0.5, 12 / 255, (8, 400_000, 3))  # one row of positions
+    assert estimate_noise_sigma(thin, max_patches=5_000) == pytest.approx(12, rel=0.05)
+    assert 4_000 < len(_patches(thin, 8, 5_000)) <= 5_000  # the long axis thinned further: bounded work
     nan = _smooth(64, 64, 3)
     nan[3, 4, 1] = np.nan
     with pytest.raises(ValueError, match="non-finite pixels"):

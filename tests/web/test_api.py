@@ -119,7 +119,7 @@ def test_denoise(live: Live, tmp_path: Path, sigma: int | str, channels: int, no
     assert Path(out).name == "in_denoised.png" and result.shape == img.shape
     level = str(sigma)
     if sigma == "auto":
-        level = sigma_for_estimate(estimated_sigma(img), "gray" if channels == 1 else "rgb")
+        level = sigma_for_estimate(estimated_sigma(img)[0], "gray" if channels == 1 else "rgb")
         assert level == ("25" if noise else "blind")
     expected = _cli_result(img, task="denoise", sigma=level, color="gray" if channels == 1 else "rgb")
     assert np.abs(result.astype(int) - expected.astype(int)).max() <= 1
