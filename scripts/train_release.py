@@ -473,6 +473,12 @@ QUEUES: dict[str, list[Stage]] = {
     # pixels; the high-resolution photographs (Sun-Hays, wallpapers: Kodak-like) are 5% of the images, 45% of the pixels
     "opp_luma4_c": [opp_part("luma", 50, "dncnn_s25", iters=1200, lr=5e-5, suffix="_4a", after="opp_luma_s50_3",
                              gt_size=96, batch=6, sampling="area")],
+    # session 14, for the next: the same area-sampled 96x96 cycle for the sigma-25 and sigma-15 luminance (on Set5-luma
+    # val, area sampling ended 0.0135 dB ahead of per-image sampling at sigma 50, same start and steps)
+    "opp_luma5": [opp_part("luma", 25, "dncnn_s15", iters=1200, lr=5e-5, suffix="_3a", after="opp_luma_s25_2",
+                           gt_size=96, batch=6, sampling="area")],
+    "opp_luma5_c": [opp_part("luma", 15, "dncnn_blind", iters=1200, lr=5e-5, suffix="_4a", after="opp_luma_s15_3",
+                             gt_size=96, batch=6, sampling="area")],
     # session 4: a third cycle for the gray sigma-25 default (beside sr_x2 / sr_x3)
     "denoise3": [
         Stage("dncnn_s25_3", DN_DATA + ["name=dncnn_s25_3"] + cosine(1200, 3e-4) + every(400, 100)
