@@ -350,8 +350,18 @@ def estimated_sigma(img: object) -> tuple[float | None, str]:
 
     try:
         return estimate_noise_sigma(np.asarray(img)), ""
-    except (ValueError, np.linalg.LinAlgError) as e:
+    except ValueError as e:  # numpy's LinAlgError included
         return None, str(e)
+
+
+def auto_sigma(img: object, color: str) -> tuple[str, str]:
+    """What ``--sigma auto`` runs for ``img`` of ``color``: the shipped noise level ("15" / "25" / "50" /
+    "blind") and, for the line the command prints, the estimate and the model ("noise sigma ~23.8: sigma 25
+    model") or why there is no estimate."""
+    est, why_not = estimated_sigma(img)
+    level = sigma_for_estimate(est, color)
+    model = f"sigma {level} model" if level != "blind" else "blind model"
+    return level, (f"noise sigma ~{est:.1f}: {model}" if est is not None else f"{why_not.partition(' (')[0]}: {model}")
 
 
 def default_denoiser(sigma: float | str | None, color: str) -> Path:

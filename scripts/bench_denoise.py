@@ -143,7 +143,7 @@ def auto_method() -> Method:
     """``restore denoise`` without ``--sigma``: the noise level estimated on each image picks the shipped colour
     model (``restore.weights.SIGMA_BANDS``). Cache identity: the estimator's source, the bands and every
     candidate's sha256."""
-    from restore.weights import SIGMA_BANDS, default_denoiser, estimated_sigma, sigma_for_estimate
+    from restore.weights import SIGMA_BANDS, auto_sigma, default_denoiser
 
     paths = {level: default_denoiser(level, "rgb") for level in (*SIGMA_BANDS["rgb"], "blind")}
     estimator = hashlib.sha256((ROOT / "restore" / "metrics" / "noise.py").read_bytes()).hexdigest()[:16]
@@ -151,7 +151,7 @@ def auto_method() -> Method:
         f"{k}:{sha256(p)}" for k, p in paths.items())
 
     def run(noisy: np.ndarray) -> np.ndarray:
-        return restorer(paths[sigma_for_estimate(estimated_sigma(noisy)[0], "rgb")]).run(noisy)
+        return restorer(paths[auto_sigma(noisy, "rgb")[0]]).run(noisy)
 
     return Method("ours-auto", "ours-auto", ident, "auto: " + " / ".join(model_name(p) for p in paths.values()),
                   run, setup=lambda: [restorer(p) for p in paths.values()])

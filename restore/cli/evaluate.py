@@ -76,7 +76,7 @@ def _eval_default_denoiser(args: argparse.Namespace) -> int:
     --sigma S`` would pick for it (gray or colour default for that noise level); with ``--auto-sigma`` the one
     ``restore denoise`` picks without --sigma (from the noise level estimated on the noisy image)."""
     from restore.evaluate import evaluate_denoise
-    from restore.weights import default_denoiser, estimated_sigma, load_model, sigma_for_estimate
+    from restore.weights import auto_sigma, default_denoiser, load_model
 
     models: dict[Path, Any] = {}
     used: list[str] = []
@@ -84,7 +84,7 @@ def _eval_default_denoiser(args: argparse.Namespace) -> int:
     def model_for(color: str, noisy: Any = None) -> Any:
         level: Any = args.sigma
         if args.auto_sigma:
-            level = sigma_for_estimate(estimated_sigma(noisy)[0], color) if noisy is not None else "blind"
+            level = auto_sigma(noisy, color)[0] if noisy is not None else "blind"
         path = default_denoiser(level, color)
         if path not in models:
             models[path] = load_model(path, device=args.device)

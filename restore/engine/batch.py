@@ -149,18 +149,14 @@ class Runners:
     def route(self, img: np.ndarray) -> tuple[Restorer, str]:
         """The Restorer for ``img``, and what chose it when that depends on the image beyond its colour and size
         (``--sigma auto``: the estimated noise level and the model it picked), else ""."""
-        from restore.weights import default_denoiser, estimated_sigma, load_model, sigma_for_estimate
+        from restore.weights import auto_sigma, default_denoiser, load_model
 
         c = self.choice
         why = ""
         color = "gray" if img.ndim == 2 or img.shape[2] == 2 else "rgb"
         if c.by_color and c.sigma == "auto":
-            est, why_not = estimated_sigma(img)
-            level = sigma_for_estimate(est, color)
+            level, why = auto_sigma(img, color)
             w = default_denoiser(level, color)
-            model = f"sigma {level} model" if level != "blind" else "blind model"
-            why = (f"noise sigma ~{est:.1f}: {model}" if est is not None else
-                   f"{why_not.partition(' (')[0]}: {model}")
         elif c.by_size:  # the smallest shipped scale that reaches the target (the resample then only shrinks)
             t = c.sizing.target(img)
             assert t is not None
@@ -169,7 +165,7 @@ class Runners:
         elif c.by_color:
             w = c.pick(color)
         else:
-            return self.first, why
+            return self.first, ""
         if w not in self._by_weights:
             self._by_weights[w] = c.restorer(load_model(w))
         return self._by_weights[w], why

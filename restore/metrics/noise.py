@@ -74,7 +74,6 @@ def estimate_noise_sigma(img: np.ndarray, *, patch: int = PATCH, max_patches: in
         raise ValueError("the image has non-finite pixels (NaN or infinity): no noise level to estimate")
     pts = (pts - pts.mean(axis=0)) * scale
     eig = np.sort(np.linalg.eigvalsh(pts.T @ pts / (len(pts) - 1)))
-    mean = float(eig[0])
     for k in range(len(eig), 0, -1):
         head = eig[:k]
         mean = float(head.mean())

@@ -523,9 +523,9 @@ class DemoApp:
         img, info = self._api_input(image)
         color = "gray" if img.ndim == 2 or img.shape[2] == 2 else "rgb"
         if level == "auto":
-            from restore.weights import estimated_sigma, sigma_for_estimate
+            from restore.weights import auto_sigma
 
-            level = sigma_for_estimate(estimated_sigma(img)[0], color)
+            level = auto_sigma(img, color)[0]
         out = self._api_run(img, task="denoise", scale=None, sigma=level, color=color)
         return self._api_output(image, "denoised", out, info)
 

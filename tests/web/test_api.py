@@ -19,14 +19,7 @@ from restore import Restorer, io  # noqa: E402
 from restore.web import ui as webui  # noqa: E402
 from restore.web.app import CONCURRENCY_ID, DemoApp  # noqa: E402
 from restore.web.pictures import add_gaussian_noise  # noqa: E402
-from restore.weights import (  # noqa: E402
-    SHIPPED_DIR,
-    estimated_sigma,
-    load_model,
-    resolve_model,
-    shipped_models,
-    sigma_for_estimate,
-)
+from restore.weights import SHIPPED_DIR, auto_sigma, load_model, resolve_model, shipped_models  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 from tests.web.conftest import free_port, gradient_image  # noqa: E402
 
@@ -119,7 +112,7 @@ def test_denoise(live: Live, tmp_path: Path, sigma: int | str, channels: int, no
     assert Path(out).name == "in_denoised.png" and result.shape == img.shape
     level = str(sigma)
     if sigma == "auto":
-        level = sigma_for_estimate(estimated_sigma(img)[0], "gray" if channels == 1 else "rgb")
+        level = auto_sigma(img, "gray" if channels == 1 else "rgb")[0]
         assert level == ("25" if noise else "blind")
     expected = _cli_result(img, task="denoise", sigma=level, color="gray" if channels == 1 else "rgb")
     assert np.abs(result.astype(int) - expected.astype(int)).max() <= 1
