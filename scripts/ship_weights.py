@@ -246,8 +246,11 @@ def ship_one(ship: Ship, exp_root: Path, *, partial: bool,
 
 
 def ship_composite(c: Composite, exp_root: Path, *, partial: bool,
-                   recorded: dict[str, dict[str, object]] | None = None) -> dict[str, object] | None:
-    """Export both parts of ``c`` (fused, deploy form) into one float16 ``luma.* / chroma.*`` file."""
+                   recorded: dict[str, dict[str, object]] | None = None,
+                   shipped: dict[str, object] | None = None) -> dict[str, object] | None:
+    """Export both parts of ``c`` (fused, deploy form) into one float16 ``luma.* / chroma.*`` file. A part whose
+    last stage's experiment folder is gone (a new machine) but which ``shipped`` (``c``'s manifest entry) records
+    with the same stages is kept from the shipped file, tensor for tensor."""
     from restore.archs.dncnn import OpponentDnCNN
     from restore.engine.cpu_paths import cpu_info
     from restore.export import export
@@ -257,11 +260,17 @@ def ship_composite(c: Composite, exp_root: Path, *, partial: bool,
     recorded = recorded or {}
     parts: dict[str, list[dict[str, object]]] = {}
     as_shipped: dict[str, Path] = {}  # parts that are a shipped gray model unchanged (training-free)
+    current = WEIGHTS / f"{c.name}.pth"
+    kept: set[str] = set()  # parts taken unchanged from the shipped composite
     for part, stages in (("luma", c.luma), ("chroma", c.chroma)):
         gray = shipped_gray(stages)
+        before = [r.get("stage") for r in (shipped or {}).get("stages", []) if r.get("part") == part]
         if gray is not None and stage_record(stages[-1], exp_root) is None:
             recs = [recorded.get(s) for s in stages]
             as_shipped[part] = gray
+        elif stage_record(stages[-1], exp_root) is None and before == list(stages) and current.is_file():
+            recs = [recorded.get(s) for s in stages]
+            kept.add(part)
         else:
             recs = [stage_record(s, exp_root) or (recorded.get(s) if i < len(stages) - 1 else None)
                     for i, s in enumerate(stages)]
@@ -274,6 +283,9 @@ def ship_composite(c: Composite, exp_root: Path, *, partial: bool,
         for part, recs in parts.items():
             if part in as_shipped:
                 sub = torch.load(as_shipped[part], map_location="cpu", weights_only=True)
+            elif part in kept:
+                sub = {k[len(part) + 1:]: v for k, v in torch.load(current, map_location="cpu", weights_only=True)
+                       .items() if k.startswith(f"{part}.")}
             else:
                 export(recs[-1]["checkpoint"], Path(tmp) / f"{part}.pth", fuse=True, key=str(recs[-1]["weights"]))
                 sub = torch.load(Path(tmp) / f"{part}.pth", map_location="cpu", weights_only=True)
@@ -312,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     for ship in SHIPS:
         if a.only and ship.name not in a.only:
             continue
-        entry = (ship_composite(ship, a.root, partial=a.partial, recorded=recorded) if isinstance(ship, Composite)
+        entry = (ship_composite(ship, a.root, partial=a.partial, recorded=recorded, shipped=old.get(ship.name))
+                 if isinstance(ship, Composite)
                  else ship_one(ship, a.root, partial=a.partial, recorded=recorded))
         if entry is None:
             print(f"{ship.name}: not trained yet (or unfinished; --partial ships it anyway)")

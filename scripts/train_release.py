@@ -62,10 +62,13 @@ def warm_start_release(model: str, commit: str) -> list[str]:
 
 
 def extract_release(path: Path) -> None:
-    """Write ``experiments/_release/<commit>/<model>.pth`` from git, sha256-checked against the manifest there."""
+    """Write ``experiments/_release/<commit>/<model>.pth`` from git, sha256-checked against the manifest there.
+    ``<model>.<part>.pth`` (e.g. ``cdncnn_opp_s25.luma.pth``) is one part of a shipped composite
+    (``restore.archs.dncnn.OpponentDnCNN``): its ``<part>.*`` tensors, prefix stripped, in float32."""
     if path.is_file():
         return
-    commit, model = path.parent.name, path.stem
+    commit = path.parent.name
+    model, _, sub = path.stem.partition(".")
 
     def show(rel: str) -> bytes:
         return subprocess.run(["git", "show", f"{commit}:restore/weights/{rel}"], cwd=ROOT, check=True,
@@ -77,6 +80,19 @@ def extract_release(path: Path) -> None:
     blob = show(f"{model}.pth")
     if hashlib.sha256(blob).hexdigest() != want:
         raise SystemExit(f"restore/weights/{model}.pth at {commit} does not match that commit's manifest")
+    if sub:
+        import io
+
+        import torch
+
+        sd = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        picked = {k[len(sub) + 1:]: v.float() if v.is_floating_point() else v for k, v in sd.items()
+                  if k.startswith(f"{sub}.")}
+        if not picked:
+            raise SystemExit(f"restore/weights/{model}.pth at {commit} has no '{sub}.*' tensors")
+        buf = io.BytesIO()
+        torch.save(picked, buf)
+        blob = buf.getvalue()
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_suffix(".part")
     part.write_bytes(blob)
@@ -186,12 +202,15 @@ def color_cycle(name: str, opt: str, *, iters: int, lr: float, start: list[str],
 
 
 SET5_HR = "../shared/data/sr/Set5/HR"
+SHIPPED_14 = "7a17976"  # the last commit of session 14
+BF16 = "train.amp_dtype=bf16"  # where the CPU has native bf16 (restore.engine.cpu_paths.bf16_convolutions)
 ROOT3 = 3**0.5
 
 
 def opp_part(part: str, sigma: float | None, start: str, *, iters: int, lr: float, suffix: str = "",
              sigma_range: tuple[float, float] | None = None, batch: int = 32, after: str | None = None,
-             gt_size: int | None = None, sampling: str | None = None) -> Stage:
+             gt_size: int | None = None, sampling: str | None = None, shipped: str = SHIPPED_8,
+             extra: tuple[str, ...] = ()) -> Stage:
     """One gray part of an opponent-colour DnCNN (restore.archs.dncnn.OpponentDnCNN), fine-tuned from the shipped
     gray model ``start`` (deploy form, as shipped in ``SHIPPED_8``) on the ``part`` planes ("luma": mean of R, G,
     B at the colour sigma / sqrt3; "chroma": a chrominance plane at the colour sigma) of every colour training
@@ -199,7 +218,9 @@ def opp_part(part: str, sigma: float | None, start: str, *, iters: int, lr: floa
     (None with ``sigma_range`` for a blind part). ``after`` names an earlier stage of the same part to continue
     from (its latest raw weights) instead of the shipped ``start``. ``gt_size`` overrides the option file's 40x40
     patches (keep ``batch * gt_size**2`` near 32 * 40**2 for the same pixels per step); ``sampling="area"`` draws
-    images in proportion to their size instead of each equally often."""
+    images in proportion to their size instead of each equally often. ``shipped``: the commit ``start`` is taken
+    from; ``start`` may name one part of a shipped composite (``cdncnn_opp_s25.luma``) to continue a chain whose
+    experiment folders are gone. ``extra``: more option overrides (``train.amp_dtype=bf16``)."""
     plane = (lambda v: v / ROOT3) if part == "luma" else (lambda v: v)
     tag = f"s{sigma:g}" if sigma is not None else "b"
     name = f"opp_{part}_{tag}{suffix}"
@@ -215,15 +236,15 @@ def opp_part(part: str, sigma: float | None, start: str, *, iters: int, lr: floa
                f"datasets.val.dataroot_gt={SET5_HR}", "datasets.val.color=rgb", f"datasets.val.opponent={part}",
                f"datasets.val.sigma={val_sigma:.4f}"]
             + ([f"datasets.train.gt_size={gt_size}"] if gt_size else [])
-            + ([f"datasets.train.sampling={sampling}"] if sampling else [])
+            + ([f"datasets.train.sampling={sampling}"] if sampling else []) + list(extra)
             + cosine(iters, lr, warmup=50) + every(max(100, iters // 4), 100)
-            + (warm_start(after, strict=True, key="params") if after else warm_start_release(start, SHIPPED_8)))
+            + (warm_start(after, strict=True, key="params") if after else warm_start_release(start, shipped)))
     opt = "dncnn_b" if sigma is None else "dncnn_s25"
     if sigma is None:
         sets.append("network_g.num_layers=17")
     what = f"colour sigma {sigma:g}" if sigma is not None else f"blind colour sigma in {list(sigma_range)}"
     origin = (f"a new cosine cycle from {after} (latest raw weights)" if after else
-              f"fine-tuned from {start} as shipped in {SHIPPED_8} (deploy form)")
+              f"fine-tuned from {start} as shipped in {shipped} (deploy form)")
     return Stage(name, sets, opt=opt, note=f"opponent-colour {part} part for {what}: {origin}")
 
 
@@ -479,6 +500,18 @@ QUEUES: dict[str, list[Stage]] = {
                            gt_size=96, batch=6, sampling="area")],
     "opp_luma5_c": [opp_part("luma", 15, "dncnn_blind", iters=1200, lr=5e-5, suffix="_4a", after="opp_luma_s15_3",
                              gt_size=96, batch=6, sampling="area")],
+    # session 15, a new machine (the experiment folders are gone): second chrominance cycles for sigma 50 and 15,
+    # continued from the parts shipped at SHIPPED_14, 96x96 patches drawn by image area, bf16 autocast (this EPYC has
+    # AVX512_BF16: scripts/bench_train_step.py DnCNN-17 bf16 NHWC 2.33x fp32 NCHW, 1 thread)
+    "opp_chroma6": [opp_part("chroma", 50, "cdncnn_opp_s50.chroma", iters=2400, lr=5e-5, suffix="_2", gt_size=96,
+                             batch=6, sampling="area", shipped=SHIPPED_14, extra=(BF16,))],
+    "opp_chroma6_c": [opp_part("chroma", 15, "cdncnn_opp_s15.chroma", iters=2400, lr=5e-5, suffix="_2", gt_size=96,
+                               batch=6, sampling="area", shipped=SHIPPED_14, extra=(BF16,))],
+    # then the sigma-25 parts (luminance: a third cycle; chrominance: a second), the same way
+    "opp25_3": [opp_part("luma", 25, "cdncnn_opp_s25.luma", iters=2400, lr=5e-5, suffix="_3b", gt_size=96, batch=6,
+                         sampling="area", shipped=SHIPPED_14, extra=(BF16,))],
+    "opp25_3c": [opp_part("chroma", 25, "cdncnn_opp_s25.chroma", iters=2400, lr=5e-5, suffix="_2", gt_size=96,
+                          batch=6, sampling="area", shipped=SHIPPED_14, extra=(BF16,))],
     # session 4: a third cycle for the gray sigma-25 default (beside sr_x2 / sr_x3)
     "denoise3": [
         Stage("dncnn_s25_3", DN_DATA + ["name=dncnn_s25_3"] + cosine(1200, 3e-4) + every(400, 100)

@@ -34,8 +34,9 @@ def test_every_stage_validates(name: str) -> None:
     assert opts.train.total_iter == stage.total_iter
     warm = [s.split("=", 1)[1] for s in stage.sets if s.startswith("path.pretrain_network_g=")]
     for path in warm:  # a warm start reads another stage's final weights, or a model as shipped at a commit
-        if path.startswith(train_release.RELEASES.as_posix() + "/"):
-            assert Path(path).stem in {s.name for s in ship_weights.SHIPS}
+        if path.startswith(train_release.RELEASES.as_posix() + "/"):  # <model>.pth or <composite>.<part>.pth
+            model, _, part = Path(path).stem.partition(".")
+            assert model in {s.name for s in ship_weights.SHIPS} and part in ("", "luma", "chroma")
             continue
         start = Path(path).parts[1]
         assert start in train_release.STAGES and start != name
@@ -59,6 +60,54 @@ def test_extract_release_checks_the_manifest_of_that_commit(tmp_path: Path) -> N
     with pytest.raises(SystemExit, match="espcn_x9"):  # not shipped at that commit: a clear error, no file
         train_release.extract_release(tmp_path / train_release.SHIPPED_7 / "espcn_x9.pth")
     assert not (tmp_path / train_release.SHIPPED_7 / "espcn_x9.pth").exists()
+
+
+@pytest.mark.skipif(not _has_commit(train_release.SHIPPED_14), reason="git history without the session-14 release "
+                    "commit (shallow clone)")
+def test_extract_release_takes_one_part_of_a_composite(tmp_path: Path) -> None:
+    """``<composite>.<part>.pth``: that part's tensors of the file shipped at the commit, prefix stripped, float32,
+    loadable strictly into a gray DnCNN (how a chain continues when its experiment folders are gone)."""
+    import io
+
+    from restore.archs.dncnn import DnCNN
+
+    out = tmp_path / train_release.SHIPPED_14 / "cdncnn_opp_s50.chroma.pth"
+    train_release.extract_release(out)
+    blob = subprocess.run(["git", "show", f"{train_release.SHIPPED_14}:restore/weights/cdncnn_opp_s50.pth"], cwd=ROOT,
+                          check=True, capture_output=True).stdout
+    whole = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    part = torch.load(out, map_location="cpu", weights_only=True)
+    assert set(part) == {k.removeprefix("chroma.") for k in whole if k.startswith("chroma.")}
+    assert all(v.dtype == torch.float32 and torch.equal(v, whole[f"chroma.{k}"].float()) for k, v in part.items())
+    DnCNN(in_channels=1, num_layers=17, batch_norm=False).load_state_dict(part, strict=True)
+    with pytest.raises(SystemExit, match="no 'lume"):  # a part the file does not have: a clear error, no file
+        train_release.extract_release(tmp_path / train_release.SHIPPED_14 / "cdncnn_opp_s50.lume.pth")
+    assert not list((tmp_path / train_release.SHIPPED_14).glob("*lume*"))
+
+
+def test_ship_composite_keeps_a_part_whose_folder_is_gone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a new machine (no experiment folders), re-shipping a composite with its recorded stages keeps both parts
+    tensor for tensor, and twice gives the same bytes (same sha256)."""
+    old = {m["name"]: m for m in json.loads(ship_weights.MANIFEST.read_text())["models"]}
+    recorded = {str(r["stage"]): r for m in old.values() for r in m.get("stages", [])}
+    comp = next(s for s in ship_weights.SHIPS if s.name == "cdncnn_opp_s50")
+    monkeypatch.setattr(ship_weights, "WEIGHTS", tmp_path)
+    shutil.copy(ROOT / "restore/weights/cdncnn_opp_s50.pth", tmp_path / "cdncnn_opp_s50.pth")
+    shipped = old["cdncnn_opp_s50"]
+    entry = ship_weights.ship_composite(comp, tmp_path / "no-experiments", partial=False, recorded=recorded,
+                                        shipped=shipped)
+    assert entry is not None and entry["iterations"] == shipped["iterations"]
+    assert [(r["stage"], r["part"]) for r in entry["stages"]] == [(r["stage"], r["part"]) for r in shipped["stages"]]
+    before = torch.load(ROOT / "restore/weights/cdncnn_opp_s50.pth", map_location="cpu", weights_only=True)
+    after = torch.load(tmp_path / "cdncnn_opp_s50.pth", map_location="cpu", weights_only=True)
+    assert list(after) == list(before) and all(torch.equal(after[k], before[k]) for k in before)
+    again = ship_weights.ship_composite(comp, tmp_path / "no-experiments", partial=False, recorded=recorded,
+                                        shipped=shipped)
+    assert again is not None and again["sha256"] == entry["sha256"]
+    # a part recorded with other stages than the plan's (the plan moved on, its folder is gone): nothing shipped
+    moved = ship_weights.Composite("cdncnn_opp_s50", comp.luma, comp.chroma + ("opp_chroma_s50_2",), comp.sigma)
+    assert ship_weights.ship_composite(moved, tmp_path / "no-experiments", partial=False, recorded=recorded,
+                                       shipped=shipped) is None
 
 
 def test_manifest_follows_the_release_plan() -> None:

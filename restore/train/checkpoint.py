@@ -29,9 +29,11 @@ _STATE_RE = re.compile(r"^(\d+)\.state$")
 
 def atomic_save(obj: Any, path: str | Path, *, overwrite: bool = True) -> Path:
     """``torch.save`` to ``path`` atomically (:func:`restore.io.files.publishing`: temp file in the same folder,
-    fsync, rename, folder fsync); ``overwrite=False``: FileExistsError when ``path`` exists, left alone."""
-    with files.publishing(path, overwrite=overwrite) as tmp:
-        torch.save(obj, tmp)
+    fsync, rename, folder fsync); ``overwrite=False``: FileExistsError when ``path`` exists, left alone. Written
+    through a file object, so the archive's inner folder is torch's fixed ``archive/`` rather than the temp file's
+    random name: the same tensors give the same bytes (a re-shipped model keeps its sha256)."""
+    with files.publishing(path, overwrite=overwrite) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
     return Path(path)
 
 
