@@ -253,14 +253,16 @@ def _ancestors() -> set[int]:
     return pids
 
 
-def peak_macs(threads: int, n: int = 2048, reps: int = 10) -> float:
-    """Measured fp32 peak of these cores: multiply-accumulates per second of ``torch.mm`` on ``n x n`` float32
-    matrices with ``threads`` threads (best of ``reps`` after a warm-up), about the ceiling a convolution lowered
-    to a matrix product can reach (measured before and after the runs: the higher one counts)."""
+def peak_macs(threads: int, n: int = 2048, reps: int = 10, dtype: str = "fp32") -> float:
+    """Measured peak of these cores: multiply-accumulates per second of ``torch.mm`` on ``n x n`` matrices of
+    ``dtype`` ("fp32" or "bf16") with ``threads`` threads (best of ``reps`` after a warm-up), about the ceiling a
+    convolution lowered to a matrix product can reach (measured before and after the runs: the higher one
+    counts)."""
     import torch
 
     torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    dt = torch.bfloat16 if dtype == "bf16" else torch.float32
+    a, b = torch.randn(n, n, dtype=dt), torch.randn(n, n, dtype=dt)
     for _ in range(2):
         torch.mm(a, b)
     best = float("inf")
@@ -298,7 +300,7 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
     import torch
 
     from restore import io
-    from restore.engine.cpu_paths import simd_summary
+    from restore.engine.cpu_paths import bf16_convolutions, simd_summary
     from restore.engine.restorer import Restorer
     from restore.engine.video import default_threads, upscale_video, video_precision
 
@@ -310,10 +312,13 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
     env = {"cpu": simd_summary(), "cores": str(os.cpu_count()), "torch": torch.__version__, "av": av.__version__,
            "threads": "/".join(map(str, threads_list)), "load_before": _load(), "python": platform.python_version(),
            "paused": args.pause or "", "presets": "/".join(presets)}
-    env["peak"] = {}
+    env["peak"], env["peak_bf16"] = {}, {}
+    native = bf16_convolutions()  # the bf16 ceiling is only meaningful where the CPU has bf16 dot products
     for threads in threads_list:
         with paused(args.pause):
             env["peak"][threads] = peak_macs(threads)
+            if native:
+                env["peak_bf16"][threads] = peak_macs(threads, dtype="bf16")
     with tempfile.TemporaryDirectory(prefix="bench_video_") as tmp:
         for setting in args.settings:
             scale, width, height = SETTINGS[setting]
@@ -366,6 +371,8 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
     for threads in threads_list:
         with paused(args.pause):
             env["peak"][threads] = max(env["peak"][threads], peak_macs(threads))
+            if native:
+                env["peak_bf16"][threads] = max(env["peak_bf16"][threads], peak_macs(threads, dtype="bf16"))
     env["load_after"] = _load()
     env["paused_s"] = f"{paused_s:.0f}"
     return rows, env
@@ -407,13 +414,13 @@ def markdown(rows: list[Row], env: dict[str, Any], args: argparse.Namespace) -> 
         "",
         "| setting | model | weights | params | precision / path | colour path | preset | threads | encoder "
         "threads | batch | setup s | fps (end to end) | real-time factor | fps (network stage) | network limit fps "
-        "(fp32 peak) | Y-PSNR (dB) |",
+        f"({'peak of its precision' if env.get('peak_bf16') else 'fp32 peak'}) | Y-PSNR (dB) |",
         "|---|---|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     titles = {"x2": "x2 640x360 → 1280x720", "x4": "x4 480x270 → 1920x1080"}
     for r in rows:
         psnr = f"{r.psnr:.2f}" if r.psnr is not None else "— (random weights)"
-        limit = f"{env['peak'][r.threads] / r.macs:.1f}" if r.macs else "—"
+        limit = f"{_peak(env, r.precision, r.threads) / r.macs:.1f}" if r.macs else "—"
         lines.append(f"| {titles[r.setting]} | {labels[r.model]} | {r.weights} | {r.params:,} "
                      f"| {r.precision} / {r.backend} | {r.color_path} | {r.preset} | {r.threads} | {r.enc_threads} "
                      f"| {r.batch} "
@@ -432,7 +439,10 @@ def markdown(rows: list[Row], env: dict[str, Any], args: argparse.Namespace) -> 
         + ") divided by the network's multiply-accumulates per LR frame: about the most a float32 path can get "
         "from these cores for the network alone (a network stage near it has little left to gain), before "
         "decoding and encoding; bf16 / int8 raise the ceiling only where the CPU has native instructions for them "
-        "(AVX512_BF16 / AMX, VNNI).",
+        "(AVX512_BF16 / AMX, VNNI)"
+        + ("; this CPU has native bf16, so bf16 rows are held to the bf16 peak (`torch.mm` of bfloat16 matrices: "
+           + ", ".join(f"{v / 1e9:.1f} GMAC/s with {t} thread(s)" for t, v in env["peak_bf16"].items()) + ")."
+           if env.get("peak_bf16") else "."),
         "",
         "Goal (issues 8 and 23): ESPCN x2 360p→720p ≥ 30 fps end to end on this 2-core CPU at ≤ 0.05 dB against "
         "the float32 output; 4K60 output on a GPU for ESPCN and SPAN-tiny (no GPU was available for this run).",
@@ -446,11 +456,26 @@ def markdown(rows: list[Row], env: dict[str, Any], args: argparse.Namespace) -> 
                      f"{best.backend}, {best.color_path} path, preset {best.preset}, {best.threads} thread(s), "
                      f"encoder threads {best.enc_threads}, "
                      f"batch {best.batch}), network stage alone {best.sr_fps:.2f} fps"
-                     + (f"; the float32 ceiling of the network alone on these cores is about "
-                        f"{env['peak'][best.threads] / best.macs:.1f} fps, so 30 fps needs a CPU with native bf16 or "
-                        f"int8 dot products (or more cores)." if best.macs and best.fps < 30 else "."))
+                     + (_ceiling(env, best) if best.macs and best.fps < 30 else "."))
     lines.append(markers(args.section)[1])
     return "\n".join(lines) + "\n"
+
+
+def _peak(env: dict, precision: str, threads: int) -> float:
+    """The ceiling a row is held to: the bf16 peak for bf16 rows where it was measured (native bf16), else fp32."""
+    bf16 = env.get("peak_bf16") or {}
+    return bf16[threads] if precision == "bf16" and threads in bf16 else env["peak"][threads]
+
+
+def _ceiling(env: dict, best: Row) -> str:
+    """Why the best run falls short of 30 fps, from the measured peaks (the network alone, before decode/encode)."""
+    fp32 = env["peak"][best.threads] / best.macs
+    bf16 = (env.get("peak_bf16") or {}).get(best.threads)
+    if bf16 is None:
+        return (f"; the float32 ceiling of the network alone on these cores is about {fp32:.1f} fps, so 30 fps needs "
+                "a CPU with native bf16 or int8 dot products (or more cores).")
+    return (f"; the ceiling of the network alone on these cores is about {fp32:.1f} fps in float32 and "
+            f"{bf16 / best.macs:.1f} fps in bf16 (native here), before decoding and encoding share the same cores.")
 
 
 def main(argv: list[str] | None = None) -> int:

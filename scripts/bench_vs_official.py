@@ -258,9 +258,12 @@ def _ort_version() -> str:
 def machine_name() -> str:
     import os
 
+    from restore.engine.allocator import keep_freed_memory
     from restore.engine.cpu_paths import simd_summary
 
-    return f"{simd_summary()}; {os.cpu_count()} CPUs"
+    malloc = ("freed memory kept in the process (restore.engine.allocator), for the official code too" if
+              keep_freed_memory() else "the C library's default (RESTORE_MALLOC=default or not glibc)")
+    return f"{simd_summary()}; {os.cpu_count()} CPUs; malloc: {malloc}"
 
 
 # ------------------------------------------------------------------------------------------ measuring
@@ -336,6 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.threads:
         torch.set_num_threads(args.threads)
+    from restore.engine.allocator import keep_freed_memory
+
+    keep_freed_memory()  # process-wide: decided before anything is timed, so both sides run under one allocator
     weights = args.shared.resolve() / "weights"
     if not weights.is_dir():
         print(f"error: {weights}: no such directory (reference checkpoints)", file=sys.stderr)

@@ -85,6 +85,7 @@ from torch import nn
 from restore import pixels
 from restore.archs.base import ModelMeta
 from restore.engine import acs, tiling, tta
+from restore.engine.allocator import keep_freed_memory
 from restore.engine.policy import BACKENDS, DEVICE_HELP, MIN_TILE, PRECISIONS
 
 log = logging.getLogger(__name__)
@@ -311,6 +312,8 @@ class Restorer:
         if acs_min_size is not None and (not isinstance(acs_min_size, int) or acs_min_size < 1):
             raise ValueError(f"acs_min_size must be None or a positive int, got {acs_min_size!r}")
         self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # large feature maps reuse freed heap instead of fresh pages (engine/allocator.py)
         self.model = model.eval().to(self.device)
         self.meta: ModelMeta = model.meta
         self.multiple = max(1, self.meta.size_multiple)
