@@ -146,10 +146,11 @@ def chain(name: str) -> tuple[str, ...]:
 # session 10 (issue 20): the colour defaults are OpponentDnCNNs, two gray DnCNNs in an orthonormal luminance /
 # chrominance basis; each part is a shipped gray model, fine-tuned on its planes where this session's CPU-hours
 # reached (sigma 15 and 25; sigma 50 and blind in session 11; second luminance cycles in session 12; a third for sigma
-# 15 in session 13; for sigma 50 a third and a fourth, on 96x96 patches drawn by image area, in session 14)
+# 15 in session 13; for sigma 50 a third and a fourth, on 96x96 patches drawn by image area, in session 14; second
+# chrominance cycles for sigma 50 and 15 in session 15, continued from the shipped parts on a new machine)
 SHIPS += [
     Composite("cdncnn_opp_s15", chain("dncnn_blind") + ("opp_luma_s15", "opp_luma_s15_2", "opp_luma_s15_3"),
-              chain("dncnn_s15") + ("opp_chroma_s15",),
+              chain("dncnn_s15") + ("opp_chroma_s15", "opp_chroma_s15_2"),
               "15", default=True, summary="DnCNN colour, sigma 15, opponent colour: luminance by dncnn_blind "
               "fine-tuned at 15/sqrt3, chrominance by dncnn_s15 fine-tuned on chrominance planes"),
     Composite("cdncnn_opp_s25", chain("dncnn_s15") + ("opp_luma_s25",), chain("dncnn_s25") + ("opp_chroma_s25",),
@@ -157,7 +158,7 @@ SHIPS += [
               "fine-tuned at 25/sqrt3, chrominance by dncnn_s25 fine-tuned on chrominance planes"),
     Composite("cdncnn_opp_s50", chain("dncnn_s25") + ("opp_luma_s50", "opp_luma_s50_2", "opp_luma_s50_3",
                                                       "opp_luma_s50_4a"),
-              chain("dncnn_s50") + ("opp_chroma_s50",),
+              chain("dncnn_s50") + ("opp_chroma_s50", "opp_chroma_s50_2"),
               "50", default=True, summary="DnCNN colour, sigma 50, opponent colour: luminance by dncnn_s25 "
               "fine-tuned at 50/sqrt3, chrominance by dncnn_s50 fine-tuned on chrominance planes"),
     Composite("cdncnn_opp_blind", chain("dncnn_blind") + ("opp_luma_b",), chain("dncnn_blind") + ("opp_chroma_b",),
