@@ -57,7 +57,8 @@ def make_gop_clip(path: Path, *, n: int = N_FRAMES, gop: int = GOP, audio: bool 
 
 
 class _Counting(_Nearest):
-    """:class:`_Nearest` that counts the frames the network sees (full 48x64 frames only)."""
+    """:class:`_Nearest` that counts the frames the network sees (full 48x64 frames only). Run it with
+    ``precision="fp32"``: on a CPU with native bf16 the default runs a bf16 copy, which this count never sees."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -100,7 +101,7 @@ def single(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Pa
     out = {}
     for crf in (0, 18):
         out[crf] = folder / f"single{crf}.mp4"
-        video.upscale_video(clip, out[crf], _Nearest(), device="cpu", crf=crf)
+        video.upscale_video(clip, out[crf], _Nearest(), device="cpu", precision="fp32", crf=crf)
     return out
 
 
@@ -205,7 +206,7 @@ def test_only_missing_segments_are_processed_on_rerun(clip, single, tmp_path):
     go through the network (counted frames), and the result equals the single-process output."""
     dst = tmp_path / "out.mp4"
     first = _Counting()
-    res = segs.upscale_video_segments(clip, dst, first, segments=3, only=1, device="cpu", crf=0)
+    res = segs.upscale_video_segments(clip, dst, first, segments=3, only=1, device="cpu", precision="fp32", crf=0)
     assert (res.processed, res.joined, res.done, first.frames) == ([1], False, 1, 8)
     assert not dst.exists()
     work = segs.work_folder(clip, dst)
@@ -214,7 +215,7 @@ def test_only_missing_segments_are_processed_on_rerun(clip, single, tmp_path):
     assert len(records) == 1 and json.loads(records[0].read_text())["frames"] == 8
 
     rest = _Counting()
-    res = segs.upscale_video_segments(clip, dst, rest, segments=3, device="cpu", crf=0)
+    res = segs.upscale_video_segments(clip, dst, rest, segments=3, device="cpu", precision="fp32", crf=0)
     assert (res.processed, res.reused, res.joined) == ([0, 2], [1], True)
     assert rest.frames == N_FRAMES - 8 == res.frames
     _assert_like_single(dst, single[0], clip, exact=True)
@@ -226,22 +227,22 @@ def test_interrupted_job_resumes_at_segment_granularity(clip, single, tmp_path):
     dst = tmp_path / "out.mp4"
     dying = _FailAfter(limit=16 + 8 + 3)  # segments hold 16, 8, 16 frames
     with pytest.raises(RuntimeError, match="worker lost"):
-        segs.upscale_video_segments(clip, dst, dying, segments=3, device="cpu", crf=0)
+        segs.upscale_video_segments(clip, dst, dying, segments=3, device="cpu", precision="fp32", crf=0)
     work = segs.work_folder(clip, dst)
     assert len(list(work.glob("*-of-*.json"))) == 2 and not dst.exists()
     assert not list(work.glob(".*part*"))  # the broken segment's temporary file was removed
 
     again = _Counting()
-    res = segs.upscale_video_segments(clip, dst, again, segments=3, device="cpu", crf=0)
+    res = segs.upscale_video_segments(clip, dst, again, segments=3, device="cpu", precision="fp32", crf=0)
     assert (res.processed, res.reused, again.frames) == ([2], [0, 1], 16)
     _assert_like_single(dst, single[0], clip, exact=True)
 
 
 def test_other_settings_never_mix_their_segments(clip, tmp_path):
     dst = tmp_path / "out.mp4"
-    segs.upscale_video_segments(clip, dst, _Nearest(), segments=3, only=0, device="cpu", crf=0)
+    segs.upscale_video_segments(clip, dst, _Nearest(), segments=3, only=0, device="cpu", precision="fp32", crf=0)
     other = _Counting()
-    res = segs.upscale_video_segments(clip, dst, other, segments=3, only=0, device="cpu", crf=20)
+    res = segs.upscale_video_segments(clip, dst, other, segments=3, only=0, device="cpu", precision="fp32", crf=20)
     assert res.processed == [0] and other.frames == 16  # CRF 20 is another job: its own segment 0
     assert len(segs.find_plans(clip, dst)) == 2
 

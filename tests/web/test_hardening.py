@@ -138,7 +138,7 @@ def test_only_working_precisions_are_offered(tmp_path: Path, monkeypatch: pytest
     with pytest.raises(gr.Error) as e:
         app.run_image(str(io.write_image(tmp_path / "in.png", gradient_image(8, 8))), "sr", "weights/x.pth", "auto",
                       "fp16", "25", False, {"weights/x.pth": _entry(tmp_path)})
-    assert e.value.message == "precision 'fp16' is not available on this server; use one of auto, fp32."
+    assert e.value.message == f"precision 'fp16' is not available on this server; use one of {', '.join(expected)}."
 
 
 def _entry(tmp_path: Path) -> webapp.ModelEntry:
