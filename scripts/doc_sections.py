@@ -30,6 +30,35 @@ def replace_section(text: str, section: str, *, append: bool = True) -> str:
     return text.rstrip("\n") + "\n\n" + section.strip("\n") + "\n" if append else text
 
 
+def sections(text: str) -> list[str]:
+    """Every marked block of ``text`` (markers included), in order: what a script that rewrites a whole file
+    carries over from the other scripts that write into it."""
+    out: list[str] = []
+    pos = 0
+    while (i := text.find("<!-- ", pos)) >= 0:
+        line_end = text.find("-->", i)
+        head = text[i:line_end + 3] if line_end >= 0 else ""
+        if not head.endswith(":begin -->"):
+            pos = i + 5
+            continue
+        end = head.replace(":begin", ":end")
+        j = text.find(end, line_end)
+        if j < 0:
+            pos = i + 5
+            continue
+        out.append(text[i:j + len(end)])
+        pos = j + len(end)
+    return out
+
+
+def carry_sections(new: str, old: str) -> str:
+    """``new`` with every marked block of ``old`` put back: in place where ``new`` has the same markers, else
+    appended in ``old``'s order."""
+    for sec in sections(old):
+        new = replace_section(new, sec)
+    return new
+
+
 def write_section(path: Path, section: str, *, title: str = "# Benchmarks") -> None:
     """Replace (or append) ``section`` in the markdown file ``path`` (created with ``title`` when absent)."""
     text = path.read_text() if path.is_file() else f"{title}\n\nFigures measured by the scripts in `scripts/`.\n"

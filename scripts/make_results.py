@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from doc_sections import block, replace_section  # noqa: E402
+from doc_sections import block, carry_sections, replace_section  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 DATA = SHARED / "data"
@@ -401,9 +401,8 @@ def main(argv: list[str] | None = None) -> int:
                "Left: MATLAB bicubic x4. Right: the default x4 model. Crop of `web/examples/coffee.png` "
                "(scikit-image sample image, CC0) upscaled x4.", ""]
     old = OUT.read_text() if OUT.is_file() else ""
-    begin, end = "<!-- denoise-bench:begin -->", "<!-- denoise-bench:end -->"  # written by scripts/bench_denoise.py
-    kept = old[old.find(begin):old.find(end) + len(end)] if begin in old and end in old else ""
-    OUT.write_text(replace_section("\n".join(md), kept) if kept else "\n".join(md))
+    # the marked sections other scripts write here (bench_denoise's denoise-bench, sigma_bands' sigma-bands) stay
+    OUT.write_text(carry_sections("\n".join(md), old))
     readme = README.read_text()
     readme = replace_section(readme, block("results-x4", "\n".join(x4)), append=False)
     if note := budget_note(models):

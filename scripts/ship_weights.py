@@ -147,13 +147,14 @@ def chain(name: str) -> tuple[str, ...]:
 # chrominance basis; each part is a shipped gray model, fine-tuned on its planes where this session's CPU-hours
 # reached (sigma 15 and 25; sigma 50 and blind in session 11; second luminance cycles in session 12; a third for sigma
 # 15 in session 13; for sigma 50 a third and a fourth, on 96x96 patches drawn by image area, in session 14; second
-# chrominance cycles for sigma 50 and 15 in session 15, continued from the shipped parts on a new machine)
+# chrominance cycles for sigma 50, 15 and 25 in session 15, continued from the shipped parts on a new machine)
 SHIPS += [
     Composite("cdncnn_opp_s15", chain("dncnn_blind") + ("opp_luma_s15", "opp_luma_s15_2", "opp_luma_s15_3"),
               chain("dncnn_s15") + ("opp_chroma_s15", "opp_chroma_s15_2"),
               "15", default=True, summary="DnCNN colour, sigma 15, opponent colour: luminance by dncnn_blind "
               "fine-tuned at 15/sqrt3, chrominance by dncnn_s15 fine-tuned on chrominance planes"),
-    Composite("cdncnn_opp_s25", chain("dncnn_s15") + ("opp_luma_s25",), chain("dncnn_s25") + ("opp_chroma_s25",),
+    Composite("cdncnn_opp_s25", chain("dncnn_s15") + ("opp_luma_s25",),
+              chain("dncnn_s25") + ("opp_chroma_s25", "opp_chroma_s25_2"),
               "25", default=True, summary="DnCNN colour, sigma 25, opponent colour: luminance by dncnn_s15 "
               "fine-tuned at 25/sqrt3, chrominance by dncnn_s25 fine-tuned on chrominance planes"),
     Composite("cdncnn_opp_s50", chain("dncnn_s25") + ("opp_luma_s50", "opp_luma_s50_2", "opp_luma_s50_3",

@@ -508,7 +508,9 @@ QUEUES: dict[str, list[Stage]] = {
     "opp_chroma6_c": [opp_part("chroma", 15, "cdncnn_opp_s15.chroma", iters=2400, lr=5e-5, suffix="_2", gt_size=96,
                                batch=6, sampling="area", shipped=SHIPPED_14, extra=(BF16,))],
     # then the sigma-25 parts, the same way: a second cycle of each as shipped (session 12's opp_luma_s25_2 was
-    # not shipped, so this luminance cycle continues from opp_luma_s25)
+    # not shipped, so this luminance cycle continues from opp_luma_s25). Session 15 stopped opp25_3 at iteration ~500
+    # (no validation yet) to give its core to evaluating the shipped chrominance cycles; it resumes where experiments/
+    # survived, else it starts over
     "opp25_3": [opp_part("luma", 25, "cdncnn_opp_s25.luma", iters=2400, lr=5e-5, suffix="_2b", gt_size=96, batch=6,
                          sampling="area", shipped=SHIPPED_14, extra=(BF16,))],
     "opp25_3c": [opp_part("chroma", 25, "cdncnn_opp_s25.chroma", iters=2400, lr=5e-5, suffix="_2", gt_size=96,
