@@ -253,7 +253,7 @@ def ship_composite(c: Composite, exp_root: Path, *, partial: bool,
     """Export both parts of ``c`` (fused, deploy form) into one float16 ``luma.* / chroma.*`` file. A part whose
     last stage's experiment folder is gone (a new machine) but which ``shipped`` (``c``'s manifest entry) records
     with the same stages is kept from the shipped file, tensor for tensor."""
-    from restore.archs.dncnn import OpponentDnCNN
+    from restore.archs.dncnn import OpponentDnCNN, opponent_part
     from restore.engine.cpu_paths import cpu_info
     from restore.export import export
     from restore.train.checkpoint import atomic_save
@@ -267,15 +267,15 @@ def ship_composite(c: Composite, exp_root: Path, *, partial: bool,
     for part, stages in (("luma", c.luma), ("chroma", c.chroma)):
         gray = shipped_gray(stages)
         before = [r.get("stage") for r in (shipped or {}).get("stages", []) if r.get("part") == part]
-        if gray is not None and stage_record(stages[-1], exp_root) is None:
+        last = stage_record(stages[-1], exp_root)
+        if last is None and gray is not None:
             recs = [recorded.get(s) for s in stages]
             as_shipped[part] = gray
-        elif stage_record(stages[-1], exp_root) is None and before == list(stages) and current.is_file():
+        elif last is None and before == list(stages) and current.is_file():
             recs = [recorded.get(s) for s in stages]
             kept.add(part)
         else:
-            recs = [stage_record(s, exp_root) or (recorded.get(s) if i < len(stages) - 1 else None)
-                    for i, s in enumerate(stages)]
+            recs = [stage_record(s, exp_root) or recorded.get(s) for s in stages[:-1]] + [last]
         if any(r is None for r in recs) or (not partial and not all(r["finished"] for r in recs)):
             return None
         parts[part] = recs  # type: ignore[assignment]
@@ -286,8 +286,7 @@ def ship_composite(c: Composite, exp_root: Path, *, partial: bool,
             if part in as_shipped:
                 sub = torch.load(as_shipped[part], map_location="cpu", weights_only=True)
             elif part in kept:
-                sub = {k[len(part) + 1:]: v for k, v in torch.load(current, map_location="cpu", weights_only=True)
-                       .items() if k.startswith(f"{part}.")}
+                sub = opponent_part(torch.load(current, map_location="cpu", weights_only=True), part)
             else:
                 export(recs[-1]["checkpoint"], Path(tmp) / f"{part}.pth", fuse=True, key=str(recs[-1]["weights"]))
                 sub = torch.load(Path(tmp) / f"{part}.pth", map_location="cpu", weights_only=True)

@@ -85,9 +85,10 @@ def extract_release(path: Path) -> None:
 
         import torch
 
+        from restore.archs.dncnn import opponent_part
+
         sd = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-        picked = {k[len(sub) + 1:]: v.float() if v.is_floating_point() else v for k, v in sd.items()
-                  if k.startswith(f"{sub}.")}
+        picked = {k: v.float() if v.is_floating_point() else v for k, v in opponent_part(sd, sub).items()}
         if not picked:
             raise SystemExit(f"restore/weights/{model}.pth at {commit} has no '{sub}.*' tensors")
         buf = io.BytesIO()
@@ -212,7 +213,7 @@ def opp_part(part: str, sigma: float | None, start: str, *, iters: int, lr: floa
              gt_size: int | None = None, sampling: str | None = None, shipped: str = SHIPPED_8,
              extra: tuple[str, ...] = ()) -> Stage:
     """One gray part of an opponent-colour DnCNN (restore.archs.dncnn.OpponentDnCNN), fine-tuned from the shipped
-    gray model ``start`` (deploy form, as shipped in ``SHIPPED_8``) on the ``part`` planes ("luma": mean of R, G,
+    gray model ``start`` (deploy form, as shipped at commit ``shipped``) on the ``part`` planes ("luma": mean of R, G,
     B at the colour sigma / sqrt3; "chroma": a chrominance plane at the colour sigma) of every colour training
     folder (+ Train400 for the luminance: a gray photo is its own luminance). ``sigma`` is the colour noise level
     (None with ``sigma_range`` for a blind part). ``after`` names an earlier stage of the same part to continue

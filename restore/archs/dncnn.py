@@ -291,10 +291,16 @@ def detect(state_dict: Mapping[str, torch.Tensor]) -> Detection | None:
     )
 
 
+def opponent_part(state_dict: Mapping[str, torch.Tensor], part: str) -> dict[str, torch.Tensor]:
+    """The gray DnCNN ``part`` ("luma" or "chroma") of an :class:`OpponentDnCNN` state dict: its ``part.*``
+    tensors with the prefix removed (empty when there are none)."""
+    return {k[len(part) + 1:]: v for k, v in state_dict.items() if k.startswith(part + ".")}
+
+
 def _detect_opponent(state_dict: Mapping[str, torch.Tensor]) -> Detection | None:
     parts = {}
     for part in ("luma", "chroma"):
-        sub = {k[len(part) + 1:]: v for k, v in state_dict.items() if k.startswith(part + ".")}
+        sub = opponent_part(state_dict, part)
         det = detect(sub) if sub and not any(k.startswith(("luma.", "chroma.")) for k in sub) else None
         if det is None or det.extra.get("in_channels") != 1:
             return None
